@@ -1,0 +1,129 @@
+"""The application factory every service uses: one place for lifespan, middleware, errors,
+health, tracing and the OpenAPI document, so services only add their own routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from terrascale.common.cache import Cache, create_redis
+from terrascale.common.db import create_engine, create_session_factory, ping
+from terrascale.common.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
+from terrascale.common.health import ReadinessCheck, health_router
+from terrascale.common.logging import configure_logging, get_logger
+from terrascale.common.middleware import RequestContextMiddleware
+from terrascale.common.settings import ServiceSettings
+from terrascale.common.tracing import (
+    create_tracer_provider,
+    instrument_app,
+    instrument_clients,
+    uninstrument_clients,
+)
+
+logger = get_logger(__name__)
+
+
+class Banner(BaseModel):
+    service: str
+    version: str
+    docs: str
+    openapi: str
+    health: str
+    ready: str
+
+
+def create_service_app(
+    *,
+    settings: ServiceSettings,
+    title: str,
+    version: str,
+    description: str,
+    routers: Sequence[APIRouter],
+) -> FastAPI:
+    configure_logging(level=settings.log_level, renderer=settings.log_renderer)
+    tracer_provider = create_tracer_provider(settings, version=version)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        redis = create_redis(settings)
+        if tracer_provider is not None:
+            instrument_clients(tracer_provider, engine)
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        app.state.redis = redis
+        app.state.cache = Cache.from_settings(redis, settings)
+        checks: dict[str, ReadinessCheck] = {"postgres": lambda: ping(engine), "redis": redis.ping}
+        app.state.readiness_checks = checks
+        logger.info("service started", service=settings.service_name, version=version)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+            if tracer_provider is not None:
+                uninstrument_clients()
+                tracer_provider.shutdown()
+            logger.info("service stopped", service=settings.service_name)
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=lifespan,
+        debug=False,  # DEBUG changes log output, never error bodies
+    )
+    app.state.settings = settings
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+
+    @app.get("/", tags=["operations"], summary="Service banner with links")
+    async def banner() -> Banner:
+        return Banner(
+            service=settings.service_name,
+            version=version,
+            docs="/docs",
+            openapi="/openapi.json",
+            health="/health",
+            ready="/ready",
+        )
+
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = _problems_as_problem_json(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi
+    if tracer_provider is not None:
+        instrument_app(app, tracer_provider)
+    return app
+
+
+def _problems_as_problem_json(schema: dict[str, Any]) -> dict[str, Any]:
+    """Document every 4xx/5xx body as ``application/problem+json`` with the Problem schema,
+    including the 422 FastAPI adds on its own, since that is what the handlers send."""
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for status, response in operation.get("responses", {}).items():
+                if status.isdigit() and int(status) >= 400:  # noqa: PLR2004
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema

@@ -1,0 +1,190 @@
+"""RFC 9457 problem details: one error type hierarchy and one renderer for every failure.
+
+Domain errors subclass ``AppError``; validation errors, unknown routes, unreachable dependencies
+and unexpected exceptions are rendered by the handlers installed with ``install_error_handlers``,
+so no response of any service leaves with an error body in another shape.
+"""
+
+from __future__ import annotations
+
+import socket
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import asyncpg
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from terrascale.common.logging import get_logger
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:terrascale:problem:"
+
+logger = get_logger(__name__)
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted location of the offending input, e.g. body.username.")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(default="about:blank", examples=[f"{PROBLEM_TYPE_PREFIX}not-found"])
+    title: str = Field(examples=["Not Found"])
+    status: int = Field(ge=400, le=599, examples=[404])
+    detail: str | None = Field(default=None, examples=["No user has id 42."])
+    instance: str | None = Field(default=None, examples=["/users/42"])
+    errors: list[FieldError] | None = Field(
+        default=None, description="Present on validation errors: one entry per invalid field."
+    )
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+class AppError(Exception):
+    """Base of every error a service raises on purpose; subclasses set status, title and slug."""
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal Server Error"
+    slug: ClassVar[str | None] = None
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.headers = headers
+
+    @property
+    def type_uri(self) -> str:
+        return f"{PROBLEM_TYPE_PREFIX}{self.slug}" if self.slug else "about:blank"
+
+
+class NotFoundError(AppError):
+    status = 404
+    title = "Not Found"
+    slug = "not-found"
+
+
+class ConflictError(AppError):
+    status = 409
+    title = "Conflict"
+    slug = "conflict"
+
+
+class DependencyUnavailableError(AppError):
+    status = 503
+    title = "Service Unavailable"
+    slug = "dependency-unavailable"
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    title: str | None = None,
+    type_uri: str = "about:blank",
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": type_uri,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extensions,
+    }
+    return ProblemResponse({k: v for k, v in body.items() if v is not None}, status, headers)
+
+
+async def _app_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(
+        request,
+        status=exc.status,
+        title=exc.title,
+        type_uri=exc.type_uri,
+        detail=exc.detail,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldError(field=".".join(str(part) for part in error["loc"]), message=error["msg"])
+        for error in exc.errors()
+    ]
+    names = ", ".join(dict.fromkeys(error.field for error in errors))
+    return problem_response(
+        request,
+        status=422,
+        type_uri=f"{PROBLEM_TYPE_PREFIX}validation-error",
+        title="Invalid request",
+        detail=f"Invalid value for {names}." if names else "Invalid request.",
+        errors=[error.model_dump() for error in errors],
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
+    return problem_response(
+        request, status=exc.status_code, detail=detail, headers=dict(exc.headers or {})
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> ProblemResponse:
+    logger.warning("database unavailable", error=repr(exc), path=request.url.path)
+    return problem_response(
+        request,
+        status=503,
+        type_uri=f"{PROBLEM_TYPE_PREFIX}dependency-unavailable",
+        detail="The database is unavailable; retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
+    logger.error("unhandled exception", path=request.url.path, exc_info=exc)
+    return problem_response(request, status=500, detail="An unexpected error occurred.")
+
+
+# Failures that mean "PostgreSQL is unreachable or too slow", not "our query is wrong".
+DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for error_type in DATABASE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_type, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the problems a route can answer with."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
+    }

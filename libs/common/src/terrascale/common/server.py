@@ -1,0 +1,59 @@
+"""Production HTTP server: Gunicorn managing Uvicorn workers, configured from settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
+from starlette.types import ASGIApp
+
+from terrascale.common.logging import configure_logging
+from terrascale.common.settings import ServiceSettings
+
+
+def _structlog_logger_class(settings: ServiceSettings) -> type[GunicornLogger]:
+    class StructlogGunicornLogger(GunicornLogger):
+        """Route Gunicorn's own messages through our log format instead of its handlers."""
+
+        def setup(self, cfg: Any) -> None:
+            configure_logging(level=settings.log_level, renderer=settings.log_renderer)
+            self.error_log.handlers.clear()
+            self.error_log.propagate = True
+            self.error_log.setLevel(logging.getLevelName(settings.log_level))
+            self.access_log.disabled = True
+
+    return StructlogGunicornLogger
+
+
+class GunicornServer(BaseApplication):
+    def __init__(self, app_factory: Callable[[], ASGIApp], options: dict[str, Any]) -> None:
+        self.app_factory = app_factory
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)  # pyright: ignore[reportOptionalMemberAccess]
+
+    def load(self) -> ASGIApp:
+        # Runs in each worker after the fork, so event loops and pools are never shared.
+        return self.app_factory()
+
+
+def serve(settings: ServiceSettings, app_factory: Callable[[], ASGIApp]) -> None:
+    GunicornServer(
+        app_factory,
+        {
+            "bind": f"{settings.host}:{settings.port}",
+            "workers": settings.web_concurrency,
+            "worker_class": "uvicorn_worker.UvicornWorker",
+            "graceful_timeout": settings.graceful_timeout_seconds,
+            "timeout": 30,
+            "keepalive": 5,
+            "logger_class": _structlog_logger_class(settings),
+            "proc_name": settings.service_name,
+        },
+    ).run()

@@ -1,0 +1,136 @@
+"""Configuration shared by every service, read from the environment (names case-insensitive)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self, TypeVar
+
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class ConfigError(Exception):
+    """Raised when settings cannot be loaded; the message names each bad variable."""
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. A service subclasses this and sets its own defaults."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+    )
+
+    service_name: str = "terrascale-service"
+
+    postgres_host: str = "localhost"
+    postgres_port: Port = 5432
+    postgres_db: str = "terrascale"
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("postgres")
+    database_url: str | None = Field(
+        default=None,
+        description="Full SQLAlchemy URL; overrides the POSTGRES_* parts when set.",
+    )
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    db_max_overflow: Annotated[int, Field(ge=0, le=200)] = 5
+    db_connect_timeout_seconds: Seconds = 3.0
+    db_statement_timeout_seconds: Seconds = 5.0
+
+    redis_host: str = "localhost"
+    redis_port: Port = 6379
+    redis_db: Annotated[int, Field(ge=0, le=15)] = 0
+    redis_password: SecretStr | None = None
+    redis_timeout_seconds: Seconds = 0.25
+    cache_ttl_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 60
+    cache_key_prefix: str = "terrascale:"
+    cache_retry_after_seconds: Seconds = 1.0
+
+    ready_timeout_seconds: Seconds = 1.0
+
+    host: str = "0.0.0.0"
+    port: Port = 8000
+    web_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    graceful_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 20
+
+    debug: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] | None = Field(
+        default=None, description="Defaults to console when DEBUG is true, JSON otherwise."
+    )
+
+    otlp_endpoint: AnyHttpUrl | None = None
+    otel_service_name: str = "terrascale-service"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise_log_level(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("log_level"), str):
+            return {**data, "log_level": data["log_level"].upper()}
+        return data
+
+    @model_validator(mode="after")
+    def _check_database_url(self) -> Self:
+        if self.database_url is not None:
+            try:
+                make_url(self.database_url)
+            except ArgumentError as exc:
+                raise ValueError("DATABASE_URL is not a valid SQLAlchemy URL") from exc
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> URL:
+        """The asyncpg URL: DATABASE_URL when given (any driver is switched to asyncpg)."""
+        if self.database_url:
+            return make_url(self.database_url).set(drivername="postgresql+asyncpg")
+        return URL.create(
+            "postgresql+asyncpg",
+            username=self.postgres_user,
+            password=self.postgres_password.get_secret_value() or None,
+            host=self.postgres_host,
+            port=self.postgres_port,
+            database=self.postgres_db,
+        )
+
+    @property
+    def log_renderer(self) -> Literal["json", "console"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.debug else "json"
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def load_settings(settings_class: type[SettingsT], **overrides: object) -> SettingsT:
+    """Build settings, turning a validation failure into one readable ConfigError."""
+    try:
+        return settings_class(**overrides)  # pyright: ignore[reportArgumentType]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        variable = "_".join(str(part) for part in error["loc"]).upper()
+        shown = "" if _is_secret(variable) or not variable else f" (got {error.get('input')!r})"
+        lines.append(f"  {variable or 'settings'}: {error['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def _is_secret(variable: str) -> bool:
+    return any(word in variable for word in ("PASSWORD", "SECRET", "KEY", "URL"))

@@ -1,0 +1,5 @@
+import sys
+
+from terrascale.users.cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from alembic import command
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.engine import URL
+
+from terrascale.common.migrations import alembic_config
+from terrascale.common.testing.plugin import ServerAddresses, fresh_database
+from terrascale.users.app import create_app
+from terrascale.users.cli import SCRIPT_LOCATION
+from terrascale.users.config import UserSettings
+
+
+@pytest.fixture(scope="session")
+def database_url(test_servers: ServerAddresses) -> Iterator[URL]:
+    with fresh_database(test_servers.postgres, prefix="test_users") as url:
+        command.upgrade(alembic_config(script_location=SCRIPT_LOCATION, database_url=url), "head")
+        yield url
+
+
+def build_settings(
+    *, database_url: URL, servers: ServerAddresses, key_prefix: str, **overrides: object
+) -> UserSettings:
+    values: dict[str, object] = {
+        "database_url": database_url.render_as_string(hide_password=False),
+        "redis_host": servers.redis.host,
+        "redis_port": servers.redis.port,
+        "redis_db": servers.redis.db,
+        "cache_key_prefix": key_prefix,
+        "cache_ttl_seconds": 60,
+        "log_level": "INFO",
+        "log_format": "json",
+    }
+    values.update(overrides)
+    return UserSettings(_env_file=None, **values)  # pyright: ignore[reportCallIssue]
+
+
+@pytest.fixture
+def settings(
+    database_url: URL, test_servers: ServerAddresses, redis_key_prefix: str
+) -> UserSettings:
+    return build_settings(
+        database_url=database_url, servers=test_servers, key_prefix=redis_key_prefix
+    )
+
+
+@pytest.fixture
+async def app(settings: UserSettings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def username() -> str:
+    return f"user_{uuid.uuid4().hex[:16]}"
