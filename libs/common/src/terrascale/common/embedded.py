@@ -62,8 +62,11 @@ class EmbeddedPostgres:
 class EmbeddedValkey:
     """A Valkey (Redis-compatible) server on a free loopback port."""
 
-    def __init__(self, data_dir: Path | None = None, *, persist: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, *, port: int | None = None, persist: bool = False
+    ) -> None:
         self.data_dir = data_dir
+        self.port = port
         self.persist = persist
         self._server: Any = None
 
@@ -73,7 +76,9 @@ class EmbeddedValkey:
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         self._server = ValkeyServer(
-            data_dir=str(self.data_dir) if self.data_dir else None, persist=self.persist
+            port=self.port,
+            data_dir=str(self.data_dir) if self.data_dir else None,
+            persist=self.persist,
         )
         self._server.start()
         return RedisAddress("127.0.0.1", self._server.port)

@@ -1,0 +1,180 @@
+"""Request ids, request logs, traces over OTLP/HTTP and the last-resort 500 handler."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from terrascale.users.app import create_app
+from terrascale.users.config import UserSettings
+
+from .test_degradation import log_events
+
+
+async def test_request_id_is_echoed(client: AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "trace-me.42"})
+    assert response.headers["x-request-id"] == "trace-me.42"
+
+
+@pytest.mark.parametrize("sent", [None, b"", b"has spaces", b"x" * 129, "bad\u00e9".encode()])
+async def test_request_id_is_generated_when_absent_or_unsafe(
+    client: AsyncClient, sent: bytes | None
+) -> None:
+    headers = {} if sent is None else {"X-Request-ID": sent}
+    response = await client.get("/health", headers=headers)
+    generated = response.headers["x-request-id"]
+    assert generated.encode() != sent
+    assert len(generated) == 32
+    assert int(generated, 16) >= 0
+
+
+async def test_each_request_is_logged_once_as_json(
+    client: AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    await client.get("/users/12345", headers={"X-Request-ID": "req-1"})
+    [line] = log_events(capsys.readouterr().out, "request")
+    assert line["method"] == "GET"
+    assert line["path"] == "/users/12345"
+    assert line["status"] == 404
+    assert line["request_id"] == "req-1"
+    assert isinstance(line["duration_ms"], float)
+    assert "trace_id" not in line  # tracing is off without OTLP_ENDPOINT
+
+
+async def test_debug_switches_logs_to_console(
+    settings: UserSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    debug = settings.model_copy(update={"debug": True, "log_format": None})
+    app = create_app(debug)
+    async with LifespanManager(app), AsyncClient(
+        transport=ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        capsys.readouterr()
+        await client.get("/health")
+    output = capsys.readouterr().out
+    request_lines = [line for line in output.splitlines() if "request" in line and "/health" in line]
+    assert request_lines
+    assert not request_lines[0].startswith("{")
+
+
+async def test_unexpected_error_is_a_problem_without_internals(
+    settings: UserSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(settings)
+
+    async def explode() -> None:
+        raise RuntimeError("secret internal detail")
+
+    app.add_api_route("/explode", explode)
+    async with LifespanManager(app), AsyncClient(
+        transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://testserver"
+    ) as client:
+        response = await client.get("/explode")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "secret" not in response.text
+    assert response.json()["detail"] == "An unexpected error occurred."
+    output = capsys.readouterr().out
+    [logged] = log_events(output, "unhandled exception")
+    assert "secret internal detail" in str(logged["exception"])
+
+
+class OtlpReceiver:
+    """A minimal OTLP/HTTP collector: decodes each protobuf export request it is sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportTraceServiceRequest] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces":
+                    receiver.requests.append(ExportTraceServiceRequest.FromString(body))
+                payload = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
+
+    def spans(self) -> list[tuple[str, Span]]:
+        """(service.name, span) for every span received."""
+        found: list[tuple[str, Span]] = []
+        for request in self.requests:
+            for resource_spans in request.resource_spans:
+                attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                for scope_spans in resource_spans.scope_spans:
+                    found.extend((attributes["service.name"], s) for s in scope_spans.spans)
+        return found
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+def attribute(span: Span, key: str) -> str:
+    for item in span.attributes:
+        if item.key == key:
+            return item.value.string_value or str(item.value.int_value)
+    return ""
+
+
+async def test_traces_reach_an_otlp_http_collector(
+    settings: UserSettings,
+    otlp_receiver: OtlpReceiver,
+    username: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    traced = settings.model_copy(update={"otlp_endpoint": otlp_receiver.endpoint})
+    app: FastAPI = create_app(traced)
+    async with LifespanManager(app), AsyncClient(
+        transport=ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        user_id = (await client.post("/users/", json={"username": username})).json()["id"]
+        capsys.readouterr()
+        await client.get(f"/users/{user_id}")
+        [request_line] = log_events(capsys.readouterr().out, "request")
+    # Leaving the lifespan shut the tracer provider down, which flushes every span.
+
+    spans = otlp_receiver.spans()
+    assert {service for service, _ in spans} == {"user-service"}
+    server_spans = [
+        s for _, s in spans if s.kind == Span.SPAN_KIND_SERVER and attribute(s, "http.route")
+    ]
+    read = next(s for s in server_spans if attribute(s, "http.route") == "/users/{user_id}")
+    in_read_trace = [s for _, s in spans if s.trace_id == read.trace_id]
+    systems = {attribute(s, "db.system") or attribute(s, "db.system.name") for s in in_read_trace}
+    assert {"postgresql", "redis"} <= systems
+    database_span = next(
+        s for s in in_read_trace if "postgresql" in (attribute(s, "db.system"), attribute(s, "db.system.name"))
+    )
+    assert database_span.parent_span_id  # a child inside the request's trace, not a root
+
+    assert request_line["trace_id"] == read.trace_id.hex()
+    assert len(str(request_line["span_id"])) == 16
