@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
 
 import pytest
@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def silent_listener() -> Iterator[int]:
+def silent_listener() -> Generator[int]:
     """A TCP port that accepts connections and never answers: a hung server."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -40,7 +40,7 @@ def silent_listener() -> Iterator[int]:
 
 
 @asynccontextmanager
-async def serve(settings: UserSettings) -> AsyncIterator[AsyncClient]:
+async def serve(settings: UserSettings) -> AsyncGenerator[AsyncClient]:
     app = create_app(settings)
     async with (
         LifespanManager(app),
@@ -62,7 +62,9 @@ async def test_redis_down_serves_from_postgres_and_warns_once(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     closed = ServerAddresses(test_servers.postgres, RedisAddress("127.0.0.1", free_port()))
-    settings = build_settings(database_url=database_url, servers=closed, key_prefix=redis_key_prefix)
+    settings = build_settings(
+        database_url=database_url, servers=closed, key_prefix=redis_key_prefix
+    )
     async with serve(settings) as client:
         created = await client.post("/users/", json={"username": username})
         assert created.status_code == 201
@@ -110,7 +112,9 @@ async def test_redis_restart_is_survived_without_restarting_the_service(
             valkey.stop()
             during = [await client.get(f"/users/{user_id}") for _ in range(3)]
             assert [r.json()["cached"] for r in during] == [False, False, False]
-            assert (await client.post("/users/", json={"username": username + "_2"})).status_code == 201
+            assert (
+                await client.post("/users/", json={"username": username + "_2"})
+            ).status_code == 201
             assert (await client.get("/ready")).status_code == 503
 
             valkey.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +31,7 @@ async def test_request_id_is_echoed(client: AsyncClient) -> None:
 async def test_request_id_is_generated_when_absent_or_unsafe(
     client: AsyncClient, sent: bytes | None
 ) -> None:
-    headers = {} if sent is None else {"X-Request-ID": sent}
+    headers = [] if sent is None else [(b"X-Request-ID", sent)]
     response = await client.get("/health", headers=headers)
     generated = response.headers["x-request-id"]
     assert generated.encode() != sent
@@ -59,13 +58,16 @@ async def test_debug_switches_logs_to_console(
 ) -> None:
     debug = settings.model_copy(update={"debug": True, "log_format": None})
     app = create_app(debug)
-    async with LifespanManager(app), AsyncClient(
-        transport=ASGITransport(app=app), base_url="http://testserver"
-    ) as client:
+    async with (
+        LifespanManager(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as client,
+    ):
         capsys.readouterr()
         await client.get("/health")
     output = capsys.readouterr().out
-    request_lines = [line for line in output.splitlines() if "request" in line and "/health" in line]
+    request_lines = [
+        line for line in output.splitlines() if "request" in line and "/health" in line
+    ]
     assert request_lines
     assert not request_lines[0].startswith("{")
 
@@ -79,9 +81,13 @@ async def test_unexpected_error_is_a_problem_without_internals(
         raise RuntimeError("secret internal detail")
 
     app.add_api_route("/explode", explode)
-    async with LifespanManager(app), AsyncClient(
-        transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://testserver"
-    ) as client:
+    async with (
+        LifespanManager(app),
+        AsyncClient(
+            transport=ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://testserver",
+        ) as client,
+    ):
         response = await client.get("/explode")
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
@@ -111,7 +117,7 @@ class OtlpReceiver:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -122,7 +128,9 @@ class OtlpReceiver:
         found: list[tuple[str, Span]] = []
         for request in self.requests:
             for resource_spans in request.resource_spans:
-                attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                attributes = {
+                    a.key: a.value.string_value for a in resource_spans.resource.attributes
+                }
                 for scope_spans in resource_spans.scope_spans:
                     found.extend((attributes["service.name"], s) for s in scope_spans.spans)
         return found
@@ -153,9 +161,10 @@ async def test_traces_reach_an_otlp_http_collector(
 ) -> None:
     traced = settings.model_copy(update={"otlp_endpoint": otlp_receiver.endpoint})
     app: FastAPI = create_app(traced)
-    async with LifespanManager(app), AsyncClient(
-        transport=ASGITransport(app=app), base_url="http://testserver"
-    ) as client:
+    async with (
+        LifespanManager(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as client,
+    ):
         user_id = (await client.post("/users/", json={"username": username})).json()["id"]
         capsys.readouterr()
         await client.get(f"/users/{user_id}")
@@ -172,7 +181,9 @@ async def test_traces_reach_an_otlp_http_collector(
     systems = {attribute(s, "db.system") or attribute(s, "db.system.name") for s in in_read_trace}
     assert {"postgresql", "redis"} <= systems
     database_span = next(
-        s for s in in_read_trace if "postgresql" in (attribute(s, "db.system"), attribute(s, "db.system.name"))
+        s
+        for s in in_read_trace
+        if "postgresql" in (attribute(s, "db.system"), attribute(s, "db.system.name"))
     )
     assert database_span.parent_span_id  # a child inside the request's trace, not a root
 

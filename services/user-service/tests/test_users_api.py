@@ -143,7 +143,9 @@ async def test_invalid_username_is_422_naming_the_field(
     ("content", "content_type"),
     [(b"{not json", "application/json"), (b"", "application/json"), (b"[]", "application/json")],
 )
-async def test_malformed_body_is_422(client: AsyncClient, content: bytes, content_type: str) -> None:
+async def test_malformed_body_is_422(
+    client: AsyncClient, content: bytes, content_type: str
+) -> None:
     response = await client.post("/users/", content=content, headers={"content-type": content_type})
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM_JSON

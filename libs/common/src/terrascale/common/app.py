@@ -3,7 +3,7 @@ health, tracing and the OpenAPI document, so services only add their own routers
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -49,7 +49,7 @@ def create_service_app(
     tracer_provider = create_tracer_provider(settings, version=version)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
         engine = create_engine(settings)
         redis = create_redis(settings)
         if tracer_provider is not None:

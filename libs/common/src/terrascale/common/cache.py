@@ -9,6 +9,7 @@ logs the recovery.
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -66,7 +67,8 @@ class Cache:
         if self._circuit_open():
             return None
         try:
-            value = await self.redis.get(key)
+            # The client is built without decode_responses, so values arrive as bytes.
+            value = cast(bytes | None, await self.redis.get(key))
         except RedisError as exc:
             self._record_failure(exc)
             return None

@@ -15,7 +15,6 @@ from terrascale.common.logging import configure_logging
 from terrascale.common.server import serve
 from terrascale.common.settings import ConfigError, ServiceSettings
 
-
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 

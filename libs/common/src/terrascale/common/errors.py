@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import asyncpg
 import sqlalchemy.exc
@@ -108,22 +108,21 @@ def problem_response(
 
 
 async def _app_error(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, AppError)
+    error = cast(AppError, exc)
     return problem_response(
         request,
-        status=exc.status,
-        title=exc.title,
-        type_uri=exc.type_uri,
-        detail=exc.detail,
-        headers=exc.headers,
+        status=error.status,
+        title=error.title,
+        type_uri=error.type_uri,
+        detail=error.detail,
+        headers=error.headers,
     )
 
 
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, RequestValidationError)
     errors = [
         FieldError(field=".".join(str(part) for part in error["loc"]), message=error["msg"])
-        for error in exc.errors()
+        for error in cast(RequestValidationError, exc).errors()
     ]
     names = ", ".join(dict.fromkeys(error.field for error in errors))
     return problem_response(
@@ -137,10 +136,10 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
 
 
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
+    error = cast(StarletteHTTPException, exc)
+    detail = error.detail if error.detail != HTTPStatus(error.status_code).phrase else None
     return problem_response(
-        request, status=exc.status_code, detail=detail, headers=dict(exc.headers or {})
+        request, status=error.status_code, detail=detail, headers=dict(error.headers or {})
     )
 
 

@@ -22,14 +22,16 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
-async def run_checks(checks: Mapping[str, ReadinessCheck], timeout: float) -> dict[str, str]:
-    """Run every check concurrently, each bounded by ``timeout``; "ok" or the reason it failed."""
+async def run_checks(
+    checks: Mapping[str, ReadinessCheck], *, seconds_each: float
+) -> dict[str, str]:
+    """Run every check concurrently, each bounded by ``seconds_each``; "ok" or why it failed."""
 
     async def one(check: ReadinessCheck) -> str:
         try:
-            await asyncio.wait_for(check(), timeout)
+            await asyncio.wait_for(check(), seconds_each)
         except TimeoutError:
-            return f"timed out after {timeout:g}s"
+            return f"timed out after {seconds_each:g}s"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; report it
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return "ok"
@@ -53,7 +55,9 @@ def health_router() -> APIRouter:
     )
     async def ready(request: Request) -> object:
         checks: Mapping[str, ReadinessCheck] = request.app.state.readiness_checks
-        results = await run_checks(checks, request.app.state.settings.ready_timeout_seconds)
+        results = await run_checks(
+            checks, seconds_each=request.app.state.settings.ready_timeout_seconds
+        )
         failed = [name for name, result in results.items() if result != "ok"]
         if failed:
             return problem_response(

@@ -1,9 +1,13 @@
 """64-bit time-sortable ids (Instagram/Snowflake layout) and their JSON representation.
 
 Layout, most significant first: 41 bits of milliseconds since EPOCH, 13 bits of logical shard,
-10 bits of sequence. Ids are minted inside PostgreSQL by ``next_id(shard)`` (created by each
-service's first migration) so that every process and replica shares one sequence and no
-coordination is needed; this module composes and decodes them and defines how they cross the API.
+10 bits of sequence. PostgreSQL's bigint is signed, so the time field's top bit stays clear:
+ids are positive for 2**40 ms (about 34.8 years, until late 2060).
+
+Ids are minted inside PostgreSQL by ``next_id(shard)`` (created by each service's first
+migration): every process and replica shares one sequence, so no coordination is needed and ids
+are unique while a database mints at most 1,024 per millisecond. This module composes and
+decodes ids and defines how they cross the API.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ SEQUENCE_BITS = 10
 MAX_SHARD = (1 << SHARD_BITS) - 1
 MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
 MAX_ID = (1 << 63) - 1
+MAX_MILLIS = (1 << (TIME_BITS - 1)) - 1  # keeps the sign bit clear
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +42,7 @@ def compose_id(*, created_at: datetime, shard: int, sequence: int) -> int:
     if not 0 <= sequence <= MAX_SEQUENCE:
         raise ValueError(f"sequence must be in 0..{MAX_SEQUENCE}")
     millis = (created_at - EPOCH) // timedelta(milliseconds=1)
-    if not 0 <= millis < 1 << TIME_BITS:
+    if not 0 <= millis <= MAX_MILLIS:
         raise ValueError("created_at is outside the id's time range")
     return (millis << (SHARD_BITS + SEQUENCE_BITS)) | (shard << SEQUENCE_BITS) | sequence
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ def _structlog_logger_class(settings: ServiceSettings) -> type[GunicornLogger]:
             configure_logging(level=settings.log_level, renderer=settings.log_renderer)
             self.error_log.handlers.clear()
             self.error_log.propagate = True
-            self.error_log.setLevel(logging.getLevelName(settings.log_level))
+            self.error_log.setLevel(settings.log_level)
             self.access_log.disabled = True
 
     return StructlogGunicornLogger
@@ -55,5 +54,7 @@ def serve(settings: ServiceSettings, app_factory: Callable[[], ASGIApp]) -> None
             "keepalive": 5,
             "logger_class": _structlog_logger_class(settings),
             "proc_name": settings.service_name,
+            # Gunicorn's control socket sits at one path per user; services would collide on it.
+            "control_socket_disable": True,
         },
     ).run()

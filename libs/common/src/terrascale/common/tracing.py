@@ -27,9 +27,7 @@ def traces_url(endpoint: str) -> str:
 def create_tracer_provider(settings: ServiceSettings, *, version: str) -> TracerProvider | None:
     if settings.otlp_endpoint is None:
         return None
-    resource = Resource.create(
-        {SERVICE_NAME: settings.otel_service_name, SERVICE_VERSION: version}
-    )
+    resource = Resource.create({SERVICE_NAME: settings.otel_service_name, SERVICE_VERSION: version})
     provider = TracerProvider(resource=resource)
     exporter = OTLPSpanExporter(endpoint=traces_url(str(settings.otlp_endpoint)), timeout=5)
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))

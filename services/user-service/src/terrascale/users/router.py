@@ -39,5 +39,7 @@ async def create_user(
     summary="Read a user (cache-aside)",
     responses=problem_responses(404, 422),
 )
-async def read_user(user_id: UserIdPath, repository: UserRepositoryDep, cache: CacheDep) -> UserRead:
+async def read_user(
+    user_id: UserIdPath, repository: UserRepositoryDep, cache: CacheDep
+) -> UserRead:
     return await user_service.get_user(repository=repository, cache=cache, user_id=user_id)

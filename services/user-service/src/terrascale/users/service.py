@@ -48,4 +48,3 @@ async def get_user(*, repository: UserRepository, cache: Cache, user_id: int) ->
     public = UserPublic.model_validate(user, from_attributes=True)
     await cache.set(key, public.model_dump_json())
     return UserRead(**public.model_dump(), cached=False)
-

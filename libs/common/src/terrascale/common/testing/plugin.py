@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -64,14 +64,16 @@ async def _execute_autocommit(url: URL, statement: str) -> None:
 
 
 @contextmanager
-def fresh_database(admin_url: URL, *, prefix: str) -> Iterator[URL]:
+def fresh_database(admin_url: URL, *, prefix: str) -> Generator[URL]:
     """Create a uniquely named database, yield its URL, drop it afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     asyncio.run(_execute_autocommit(admin_url, f'CREATE DATABASE "{name}"'))
     try:
         yield admin_url.set(database=name)
     finally:
-        asyncio.run(_execute_autocommit(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(
+            _execute_autocommit(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        )
 
 
 @pytest.fixture
@@ -86,4 +88,3 @@ async def redis_key_prefix(test_servers: ServerAddresses) -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
-

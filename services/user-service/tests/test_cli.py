@@ -1,0 +1,108 @@
+"""The ``terrascale-users`` command: configuration errors, migrations, and the production
+entrypoint (Gunicorn with Uvicorn workers) run as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from sqlalchemy.engine import URL
+
+from terrascale.common.testing.plugin import ServerAddresses, fresh_database
+from terrascale.users.cli import main
+from terrascale.users.config import get_settings
+
+from .test_migrations import _tables
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings_cache() -> None:
+    get_settings.cache_clear()
+
+
+def test_bad_configuration_exits_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CACHE_TTL_SECONDS", "forever")
+    assert main(["migrate"]) == 2
+    error = capsys.readouterr().err
+    assert "CACHE_TTL_SECONDS" in error
+    assert "Traceback" not in error
+
+
+def test_migrate_and_downgrade_commands(
+    monkeypatch: pytest.MonkeyPatch, test_servers: ServerAddresses
+) -> None:
+    with fresh_database(test_servers.postgres, prefix="test_cli") as url:
+        monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
+        assert main(["migrate"]) == 0
+        assert "user_account" in asyncio.run(_tables(url))
+        assert main(["downgrade", "base"]) == 0
+        assert "user_account" not in asyncio.run(_tables(url))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server exited during start-up"
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail("server did not become healthy")
+
+
+@pytest.mark.slow
+def test_start_migrates_then_serves_with_gunicorn(
+    test_servers: ServerAddresses, redis_key_prefix: str
+) -> None:
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with fresh_database(test_servers.postgres, prefix="test_start") as url:
+        env = {
+            **os.environ,
+            "DATABASE_URL": URL.render_as_string(url, hide_password=False),
+            "REDIS_HOST": test_servers.redis.host,
+            "REDIS_PORT": str(test_servers.redis.port),
+            "REDIS_DB": str(test_servers.redis.db),
+            "CACHE_KEY_PREFIX": redis_key_prefix,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": "2",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "terrascale.users", "start"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_for_health(base_url, process, timeout=30)
+            created = httpx.post(f"{base_url}/users/", json={"username": "gunicorn_user"})
+            assert created.status_code == 201
+            user_id = created.json()["id"]
+            # Two workers share one cache: whichever answers, the second read is a hit.
+            reads = [httpx.get(f"{base_url}/users/{user_id}").json()["cached"] for _ in range(3)]
+            assert reads == [False, True, True]
+            assert httpx.get(f"{base_url}/ready").status_code == 200
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output.decode()
+        log = output.decode()
+        assert "Running upgrade" in log
+        assert "Booting worker" in log

@@ -1,0 +1,77 @@
+"""Alembic is the only way the schema is made: it must go up, down and up again, and agree
+with the models."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from terrascale.common.db import Base
+from terrascale.common.ids import decode_id
+from terrascale.common.migrations import alembic_config
+from terrascale.common.testing.plugin import ServerAddresses, fresh_database
+from terrascale.users.cli import SCRIPT_LOCATION
+
+
+async def _tables(url: URL) -> set[str]:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+            return {row[0] for row in rows}
+    finally:
+        await engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(test_servers: ServerAddresses) -> None:
+    with fresh_database(test_servers.postgres, prefix="test_migrations") as url:
+        config = alembic_config(script_location=SCRIPT_LOCATION, database_url=url)
+        command.upgrade(config, "head")
+        assert asyncio.run(_tables(url)) == {"alembic_version", "user_account"}
+        command.downgrade(config, "base")
+        assert asyncio.run(_tables(url)) == {"alembic_version"}
+        command.upgrade(config, "head")
+        assert "user_account" in asyncio.run(_tables(url))
+
+
+def _schema_differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return compare_metadata(context, Base.metadata)
+
+
+async def test_models_match_the_migrated_schema(database_url: URL) -> None:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_schema_differences) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_database_mints_ids_in_the_shared_layout(database_url: URL) -> None:
+    """Any 1,024 consecutive ids of one database differ in their sequence bits, so ids are
+    unique as long as a database mints at most 1,024 per millisecond (the documented limit)."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            minted = await connection.execute(
+                text("SELECT next_id(4321) FROM generate_series(1, 1024)")
+            )
+            ids = minted.scalars().all()
+    finally:
+        await engine.dispose()
+    assert len(set(ids)) == len(ids) == 1024
+    for value in (ids[0], ids[-1]):
+        parts = decode_id(value)
+        assert parts.shard == 4321
+        assert abs(parts.created_at - datetime.now(UTC)) < timedelta(seconds=30)

@@ -1,0 +1,1 @@
+"""Starts the whole TerraScale system on one machine."""

@@ -1,0 +1,216 @@
+"""``terrascale up``: the whole system on this machine, with one command.
+
+PostgreSQL and Redis come from POSTGRES_HOST / DATABASE_URL and REDIS_HOST when set (environment
+or ``.env``); otherwise an embedded PostgreSQL and an embedded Valkey are started with their data in
+``--data-dir``. Each service then runs its production entrypoint (migrations, then Gunicorn).
+Ctrl-C stops everything this command started, services first, servers last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import psutil
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from terrascale.common.embedded import EmbeddedPostgres, EmbeddedValkey
+from terrascale.launcher.services import SERVICES, ServiceSpec
+
+STARTUP_TIMEOUT_SECONDS = 90
+
+Processes = list[tuple[ServiceSpec, subprocess.Popen[bytes]]]
+
+
+class ConfiguredServers(BaseSettings):
+    """Which servers the user configured; anything unset is embedded."""
+
+    model_config = SettingsConfigDict(env_file=".env", case_sensitive=False, extra="ignore")
+
+    postgres_host: str | None = None
+    database_url: str | None = None
+    redis_host: str | None = None
+
+
+def say(message: str) -> None:
+    print(f"terrascale: {message}", flush=True)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def ensure_database(admin_url: URL, name: str) -> None:
+    engine = create_async_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            exists = await connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not exists:
+                await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+
+
+def start_embedded_postgres(data_dir: Path, cleanup: ExitStack) -> URL:
+    say(f"starting embedded PostgreSQL (data in {data_dir})")
+    postgres = EmbeddedPostgres(data_dir)
+    cleanup.callback(postgres.stop)
+    admin_url = postgres.start()
+    for spec in SERVICES:
+        asyncio.run(ensure_database(admin_url, spec.database))
+    return admin_url
+
+
+def stop_leftover_valkey(data_dir: Path) -> None:
+    """A launcher killed with SIGKILL leaves its Valkey running; take it down before reuse."""
+    try:
+        process = psutil.Process(int((data_dir / "valkey.pid").read_text().strip()))
+    except (OSError, ValueError, psutil.NoSuchProcess):
+        return
+    if "valkey" in process.name():
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def start_embedded_valkey(data_dir: Path, cleanup: ExitStack) -> dict[str, str]:
+    stop_leftover_valkey(data_dir)
+    say(f"starting embedded Valkey (data in {data_dir})")
+    valkey = EmbeddedValkey(data_dir, persist=True)
+    cleanup.callback(valkey.stop)
+    address = valkey.start()
+    return {"REDIS_HOST": address.host, "REDIS_PORT": str(address.port)}
+
+
+def start_service(
+    spec: ServiceSpec, *, env: dict[str, str], host: str, embedded_postgres: URL | None
+) -> subprocess.Popen[bytes]:
+    service_env = {**env, "HOST": host, "PORT": str(spec.port)}
+    if embedded_postgres is not None:
+        # One embedded server, one database per service.
+        url = embedded_postgres.set(database=spec.database)
+        service_env["DATABASE_URL"] = url.render_as_string(hide_password=False)
+    say(f"starting {spec.name}")
+    # Own session: Ctrl-C reaches only the launcher, which then stops children in order.
+    return subprocess.Popen(
+        [sys.executable, "-m", spec.module, "start"], env=service_env, start_new_session=True
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_healthy(spec: ServiceSpec, process: subprocess.Popen[bytes]) -> None:
+    url = f"http://127.0.0.1:{spec.port}/health"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"terrascale: {spec.name} exited during start-up")
+        try:
+            if httpx.get(url, timeout=1).is_success:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"terrascale: {spec.name} was not healthy after {STARTUP_TIMEOUT_SECONDS}s")
+
+
+def supervise(processes: Processes) -> int:
+    """Block until Ctrl-C / SIGTERM (exit 0) or until a service dies (exit 1)."""
+    stopping = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stopping:
+        for spec, process in processes:
+            if process.poll() is not None:
+                say(f"{spec.name} exited with code {process.returncode}; stopping everything")
+                return 1
+        time.sleep(0.5)
+    return 0
+
+
+def up(*, data_dir: Path, host: str) -> int:
+    taken = [spec for spec in SERVICES if not port_is_free(host, spec.port)]
+    if taken:
+        say(f"port {taken[0].port} on {host} is taken; {taken[0].name} cannot start")
+        return 1
+
+    configured = ConfiguredServers()
+    env = dict(os.environ)
+    # People read these logs in a terminal; LOG_FORMAT=json restores production output.
+    env.setdefault("LOG_FORMAT", "console")
+    with ExitStack() as cleanup:
+        embedded_postgres = None
+        if configured.postgres_host or configured.database_url:
+            say("using the configured PostgreSQL")
+        else:
+            embedded_postgres = start_embedded_postgres(data_dir / "postgres", cleanup)
+        if configured.redis_host:
+            say("using the configured Redis")
+        else:
+            env.update(start_embedded_valkey(data_dir / "valkey", cleanup))
+
+        processes: Processes = []
+        for spec in SERVICES:
+            process = start_service(spec, env=env, host=host, embedded_postgres=embedded_postgres)
+            cleanup.callback(stop_process, process)
+            processes.append((spec, process))
+        for spec, process in processes:
+            wait_until_healthy(spec, process)
+        for spec, _ in processes:
+            base = f"http://localhost:{spec.port}"
+            say(f"{spec.name} is up: {base}  (API docs: {base}/docs)")
+        say("press Ctrl-C to stop everything")
+        code = supervise(processes)
+        say("stopping")
+    say("stopped")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="terrascale", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="start every service (Ctrl-C stops all of it)")
+    start.add_argument(
+        "--data-dir", type=Path, default=Path(".data"), help="where embedded servers keep data"
+    )
+    start.add_argument("--host", default="127.0.0.1", help="address the services listen on")
+    args = parser.parse_args(argv)
+    return up(data_dir=args.data_dir.resolve(), host=args.host)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
