@@ -54,7 +54,8 @@ async def test_docs_and_openapi_are_served(client: AsyncClient) -> None:
     assert "swagger" in docs.text.lower()
     spec = (await client.get("/openapi.json")).json()
     create = spec["paths"]["/users/"]["post"]
-    assert set(create["responses"]) == {"201", "409", "422"}
+    assert set(create["responses"]) == {"201", "400", "409", "422"}
+    assert PROBLEM_JSON in create["responses"]["400"]["content"]
     assert PROBLEM_JSON in create["responses"]["409"]["content"]
     assert PROBLEM_JSON in create["responses"]["422"]["content"]
     assert "HTTPValidationError" not in spec["components"]["schemas"]
@@ -141,14 +142,26 @@ async def test_invalid_username_is_422_naming_the_field(
 
 @pytest.mark.parametrize(
     ("content", "content_type"),
-    [(b"{not json", "application/json"), (b"", "application/json"), (b"[]", "application/json")],
+    [
+        (b"{not json", "application/json"),
+        (b"", "application/json"),
+        (b"[]", "application/json"),
+        (b'{"username": "form_data"}', "text/plain"),
+    ],
 )
-async def test_malformed_body_is_422(
-    client: AsyncClient, content: bytes, content_type: str
-) -> None:
+async def test_unusable_body_is_422(client: AsyncClient, content: bytes, content_type: str) -> None:
     response = await client.post("/users/", content=content, headers={"content-type": content_type})
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_body_that_is_not_utf8_is_400(client: AsyncClient) -> None:
+    response = await client.post(
+        "/users/", content=b"#f\x05i\xff&", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json()["detail"] == "There was an error parsing the body"
 
 
 async def test_second_read_is_cached(client: AsyncClient, username: str) -> None:

@@ -116,11 +116,15 @@ def create_service_app(
 
 def _problems_as_problem_json(schema: dict[str, Any]) -> dict[str, Any]:
     """Document every 4xx/5xx body as ``application/problem+json`` with the Problem schema,
-    including the 422 FastAPI adds on its own, since that is what the handlers send."""
+    including the 422 FastAPI adds on its own, since that is what the handlers send; and the 400
+    every operation with a body can answer (a body that is not parseable JSON)."""
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
-            for status, response in operation.get("responses", {}).items():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.setdefault("400", {"description": "Malformed request body"})
+            for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:  # noqa: PLR2004
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}
     components = schema.get("components", {}).get("schemas", {})

@@ -54,7 +54,7 @@ def configure_logging(
         structlog.processors.StackInfoRenderer(),
     ]
     if renderer == "console":
-        final: Processor = structlog.dev.ConsoleRenderer()
+        final: Processor = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     else:
         shared.append(structlog.processors.format_exc_info)
         final = structlog.processors.JSONRenderer(serializer=_orjson_dumps)

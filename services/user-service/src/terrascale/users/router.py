@@ -17,7 +17,20 @@ router = APIRouter(prefix="/users", tags=["users"])
     "/",
     status_code=201,
     summary="Create a user",
-    responses=problem_responses(409, 422),
+    responses={
+        201: {
+            "description": "Created; `Location` names the new user.",
+            # OpenAPI links let clients (and stateful API fuzzers) follow the new id.
+            "links": {
+                "ReadUser": {
+                    "operationId": "read_user",
+                    "parameters": {"user_id": "$response.body#/id"},
+                }
+            },
+        },
+        **problem_responses(409, 422),
+    },
+    operation_id="create_user",
 )
 # Also answer without the trailing slash instead of redirecting a POST.
 @router.post("", status_code=201, include_in_schema=False)
@@ -38,6 +51,7 @@ async def create_user(
     "/{user_id}",
     summary="Read a user (cache-aside)",
     responses=problem_responses(404, 422),
+    operation_id="read_user",
 )
 async def read_user(
     user_id: UserIdPath, repository: UserRepositoryDep, cache: CacheDep
