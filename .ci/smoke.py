@@ -24,7 +24,7 @@ BASE = "http://127.0.0.1:5000"
 
 def request(method: str, path: str, body: object = None) -> tuple[int, dict[str, object]]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(- fixed local URL
+    req = urllib.request.Request(
         BASE + path, data=data, method=method, headers={"content-type": "application/json"}
     )
     try:
