@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self, TypeVar
+from typing import Annotated, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
     AnyHttpUrl,
@@ -34,7 +34,7 @@ class ServiceSettings(BaseSettings):
         frozen=True,
     )
 
-    service_name: str = "terrascale-service"
+    service_name: ClassVar[str] = "terrascale-service"  # fixed per service, not configurable
 
     postgres_host: str = "localhost"
     postgres_port: Port = 5432

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
@@ -11,7 +11,7 @@ from terrascale.common.settings import ServiceSettings, load_settings
 
 
 class UserSettings(ServiceSettings):
-    service_name: str = "user-service"
+    service_name: ClassVar[str] = "user-service"
     otel_service_name: str = "user-service"
     postgres_db: str = "terrascale_users"
     cache_key_prefix: str = "terrascale:users:"
