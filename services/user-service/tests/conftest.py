@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.engine import URL
 
+from terrascale.common.keys import generate_private_key_pem
 from terrascale.common.migrations import alembic_config
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.users.app import create_app
@@ -24,6 +25,9 @@ def database_url(test_servers: ServerAddresses) -> Iterator[URL]:
         yield url
 
 
+SIGNING_KEY_PEM = generate_private_key_pem()
+
+
 def build_settings(
     *, database_url: URL, servers: ServerAddresses, key_prefix: str, **overrides: object
 ) -> UserSettings:
@@ -36,6 +40,7 @@ def build_settings(
         "cache_ttl_seconds": 60,
         "log_level": "INFO",
         "log_format": "json",
+        "jwt_private_key": SIGNING_KEY_PEM,
     }
     values.update(overrides)
     return UserSettings(_env_file=None, **values)  # pyright: ignore[reportCallIssue]
@@ -66,3 +71,22 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
 @pytest.fixture
 def username() -> str:
     return f"user_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+async def signed_up(client: AsyncClient, username: str) -> dict[str, str]:
+    """A user with a password: {"id", "username", "password"}."""
+    password = f"pw-{uuid.uuid4().hex}"
+    response = await client.post("/users/", json={"username": username, "password": password})
+    assert response.status_code == 201
+    return {**response.json(), "password": password}
+
+
+@pytest.fixture
+async def access_token(client: AsyncClient, signed_up: dict[str, str]) -> str:
+    response = await client.post(
+        "/auth/token",
+        data={"username": signed_up["username"], "password": signed_up["password"]},
+    )
+    assert response.status_code == 200
+    return response.json()["access_token"]

@@ -185,4 +185,5 @@ async def test_cached_user_is_served_while_postgres_is_down(
     async with serve(broken) as client:
         response = await client.get(f"/users/{user_id}")
         assert response.status_code == 200
-        assert response.json() == {"id": user_id, "username": username, "cached": True}
+        assert response.json()["username"] == username
+        assert response.json()["cached"] is True

@@ -37,7 +37,7 @@ def test_upgrade_downgrade_upgrade(test_servers: ServerAddresses) -> None:
     with fresh_database(test_servers.postgres, prefix="test_migrations") as url:
         config = alembic_config(script_location=SCRIPT_LOCATION, database_url=url)
         command.upgrade(config, "head")
-        assert asyncio.run(_tables(url)) == {"alembic_version", "user_account"}
+        assert asyncio.run(_tables(url)) == {"alembic_version", "user_account", "refresh_token"}
         command.downgrade(config, "base")
         assert asyncio.run(_tables(url)) == {"alembic_version"}
         command.upgrade(config, "head")

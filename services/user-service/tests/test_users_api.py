@@ -169,8 +169,9 @@ async def test_second_read_is_cached(client: AsyncClient, username: str) -> None
     first = await client.get(f"/users/{user_id}")
     second = await client.get(f"/users/{user_id}")
     assert first.status_code == second.status_code == 200
-    assert first.json() == {"id": user_id, "username": username, "cached": False}
-    assert second.json() == {"id": user_id, "username": username, "cached": True}
+    profile = {"id": user_id, "username": username, "display_name": None, "bio": None}
+    assert first.json() == {**profile, "cached": False}
+    assert second.json() == {**profile, "cached": True}
 
 
 @pytest.mark.slow
@@ -204,7 +205,13 @@ async def test_unknown_user_is_404_and_is_not_cached(app: FastAPI, client: Async
         )
     found = await client.get(f"/users/{user_id}")
     assert found.status_code == 200
-    assert found.json() == {"id": str(user_id), "username": f"late_{user_id}", "cached": False}
+    assert found.json() == {
+        "id": str(user_id),
+        "username": f"late_{user_id}",
+        "display_name": None,
+        "bio": None,
+        "cached": False,
+    }
 
 
 async def test_unreadable_cache_entry_is_replaced(
@@ -217,6 +224,8 @@ async def test_unreadable_cache_entry_is_replaced(
     assert (await client.get(f"/users/{user_id}")).json() == {
         "id": user_id,
         "username": username,
+        "display_name": None,
+        "bio": None,
         "cached": True,
     }
 

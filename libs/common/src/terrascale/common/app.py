@@ -7,14 +7,17 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from terrascale.common.auth import AccessTokenVerifier
 from terrascale.common.cache import Cache, create_redis
 from terrascale.common.db import create_engine, create_session_factory, ping
 from terrascale.common.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from terrascale.common.health import ReadinessCheck, health_router
+from terrascale.common.keys import load_public_key
 from terrascale.common.logging import configure_logging, get_logger
 from terrascale.common.middleware import RequestContextMiddleware
 from terrascale.common.settings import ServiceSettings
@@ -44,7 +47,9 @@ def create_service_app(
     version: str,
     description: str,
     routers: Sequence[APIRouter],
+    token_public_key: Ed25519PublicKey | None = None,
 ) -> FastAPI:
+    """``token_public_key`` verifies access tokens; by default it comes from JWT_PUBLIC_KEY."""
     configure_logging(level=settings.log_level, renderer=settings.log_renderer)
     tracer_provider = create_tracer_provider(settings, version=version)
 
@@ -79,6 +84,15 @@ def create_service_app(
         debug=False,  # DEBUG changes log output, never error bodies
     )
     app.state.settings = settings
+    if token_public_key is None and settings.jwt_public_key is not None:
+        token_public_key = load_public_key(settings.jwt_public_key)
+    app.state.token_verifier = (
+        None
+        if token_public_key is None
+        else AccessTokenVerifier(
+            token_public_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+    )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
 

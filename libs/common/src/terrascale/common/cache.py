@@ -9,7 +9,8 @@ logs the recovery.
 from __future__ import annotations
 
 import time
-from typing import cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -20,6 +21,23 @@ from terrascale.common.logging import get_logger
 from terrascale.common.settings import ServiceSettings
 
 logger = get_logger(__name__)
+
+T = TypeVar("T")
+
+# Store a JSON value unless the entry already holds a newer "version": a reader that loaded a
+# row before an update committed cannot overwrite the value the update wrote.
+_SET_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and type(decoded) == 'table' and tonumber(decoded['version'])
+     and tonumber(decoded['version']) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
 
 
 def create_redis(settings: ServiceSettings) -> Redis:
@@ -46,6 +64,7 @@ class Cache:
         self.ttl_seconds = ttl_seconds
         self.retry_after_seconds = retry_after_seconds
         self._down_until: float | None = None
+        self._set_if_newer = redis.register_script(_SET_IF_NEWER)
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: ServiceSettings) -> Cache:
@@ -64,50 +83,61 @@ class Cache:
         return self.key_prefix + ":".join(str(part) for part in parts)
 
     async def get(self, key: str) -> bytes | None:
-        if self._circuit_open():
-            return None
-        try:
-            # The client is built without decode_responses, so values arrive as bytes.
-            value = cast(bytes | None, await self.redis.get(key))
-        except RedisError as exc:
-            self._record_failure(exc)
-            return None
-        self._record_success()
-        return value
+        # The client is built without decode_responses, so values arrive as bytes.
+        return await self._run(lambda: cast(Awaitable[bytes | None], self.redis.get(key)), None)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        misses: list[bytes | None] = [None] * len(keys)
+        if not keys:
+            return misses
+        return await self._run(
+            lambda: cast(Awaitable[list[bytes | None]], self.redis.mget(keys)), misses
+        )
 
     async def set(self, key: str, value: bytes | str) -> None:
-        if self._circuit_open():
-            return
-        try:
-            await self.redis.set(key, value, ex=self.ttl_seconds)
-        except RedisError as exc:
-            self._record_failure(exc)
-        else:
-            self._record_success()
+        await self._run(lambda: self.redis.set(key, value, ex=self.ttl_seconds), None)
+
+    async def set_if_newer(self, key: str, value: bytes | str, *, version: int) -> None:
+        """Store a JSON object carrying ``"version"`` unless a newer version is cached."""
+        await self._run(
+            lambda: self._set_if_newer(keys=[key], args=[value, version, self.ttl_seconds]), None
+        )
 
     async def delete(self, key: str) -> None:
-        if self._circuit_open():
-            return
+        await self._run(lambda: self.redis.delete(key), None)
+
+    async def increment(self, key: str, *, ttl_seconds: int) -> int | None:
+        """Count an event in a window that starts with the first one; None when Redis is down."""
+
+        async def incr_with_ttl() -> int:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, ttl_seconds, nx=True)
+                count, _ = await pipe.execute()
+            return int(count)
+
+        return await self._run(incr_with_ttl, None)
+
+    async def ttl(self, key: str) -> int | None:
+        """Seconds until ``key`` expires; None if it has no expiry, is missing, or Redis is down."""
+        seconds = await self._run(lambda: self.redis.ttl(key), -2)
+        return seconds if seconds >= 0 else None
+
+    async def _run(self, operation: Callable[[], Awaitable[T]], default: T) -> T:
+        if self._down_until is not None and time.monotonic() < self._down_until:
+            return default
         try:
-            await self.redis.delete(key)
+            result = await operation()
         except RedisError as exc:
-            self._record_failure(exc)
-        else:
-            self._record_success()
-
-    def _circuit_open(self) -> bool:
-        return self._down_until is not None and time.monotonic() < self._down_until
-
-    def _record_failure(self, exc: RedisError) -> None:
-        if self._down_until is None:
-            logger.warning(
-                "cache unavailable; serving from the database",
-                error=repr(exc),
-                retry_after_seconds=self.retry_after_seconds,
-            )
-        self._down_until = time.monotonic() + self.retry_after_seconds
-
-    def _record_success(self) -> None:
+            if self._down_until is None:
+                logger.warning(
+                    "cache unavailable; serving from the database",
+                    error=repr(exc),
+                    retry_after_seconds=self.retry_after_seconds,
+                )
+            self._down_until = time.monotonic() + self.retry_after_seconds
+            return default
         if self._down_until is not None:
             self._down_until = None
             logger.info("cache recovered")
+        return result

@@ -24,6 +24,7 @@ def run_service_cli(
     load_settings: Callable[[], SettingsT],
     create_app: Callable[[SettingsT], ASGIApp],
     alembic_config: Callable[[SettingsT], Config],
+    prepare_to_serve: Callable[[SettingsT], SettingsT] | None = None,
     argv: Sequence[str] | None = None,
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog)
@@ -48,5 +49,8 @@ def run_service_cli(
     if args.command == "downgrade":
         command.downgrade(alembic_config(settings), args.revision)
     if args.command in ("serve", "start"):
-        serve(settings, lambda: create_app(settings))
+        if prepare_to_serve is not None:
+            settings = prepare_to_serve(settings)
+        ready = settings
+        serve(ready, lambda: create_app(ready))
     return 0

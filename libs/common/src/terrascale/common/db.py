@@ -3,7 +3,8 @@ fast failure instead of a hung request."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from terrascale.common.errors import AppError
 from terrascale.common.settings import ServiceSettings
 
 NAMING_CONVENTION = {
@@ -55,10 +57,21 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One session and one transaction: committed when the caller is done, rolled back on error."""
-    async with factory() as session, session.begin():
-        yield session
+@asynccontextmanager
+async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncGenerator[AsyncSession]:
+    """One session and one transaction: committed when the caller is done, rolled back on error
+    unless the error is an ``AppError`` that keeps its changes."""
+    async with factory() as session:
+        try:
+            yield session
+        except BaseException as exc:
+            if isinstance(exc, AppError) and exc.keeps_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
+        else:
+            await session.commit()
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -13,7 +13,7 @@ from terrascale.common.db import transaction
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in transaction(request.app.state.session_factory):
+    async with transaction(request.app.state.session_factory) as session:
         yield session
 
 

@@ -57,6 +57,9 @@ class AppError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal Server Error"
     slug: ClassVar[str | None] = None
+    # True for errors that are outcomes, not failures: the request's transaction still commits
+    # (e.g. revoking a stolen token's family while refusing the token).
+    keeps_changes: ClassVar[bool] = False
 
     def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
         super().__init__(detail or self.title)
@@ -78,6 +81,15 @@ class ConflictError(AppError):
     status = 409
     title = "Conflict"
     slug = "conflict"
+
+
+class TooManyRequestsError(AppError):
+    status = 429
+    title = "Too Many Requests"
+    slug = "too-many-requests"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after_seconds))})
 
 
 class DependencyUnavailableError(AppError):

@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from terrascale.common.keys import load_public_key
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
@@ -75,6 +77,13 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: AnyHttpUrl | None = None
     otel_service_name: str = "terrascale-service"
 
+    jwt_public_key: str | None = Field(
+        default=None,
+        description="PEM Ed25519 public key that verifies access tokens (every service).",
+    )
+    jwt_issuer: str = "terrascale"
+    jwt_audience: str = "terrascale"
+
     @model_validator(mode="before")
     @classmethod
     def _normalise_log_level(cls, data: object) -> object:
@@ -89,6 +98,12 @@ class ServiceSettings(BaseSettings):
                 make_url(self.database_url)
             except ArgumentError as exc:
                 raise ValueError("DATABASE_URL is not a valid SQLAlchemy URL") from exc
+        return self
+
+    @model_validator(mode="after")
+    def _check_jwt_public_key(self) -> Self:
+        if self.jwt_public_key is not None:
+            load_public_key(self.jwt_public_key)  # raises ValueError naming the problem
         return self
 
     @property

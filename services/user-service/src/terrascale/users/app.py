@@ -3,24 +3,56 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from terrascale.common.app import create_service_app
+from terrascale.common.keys import generate_private_key_pem
+from terrascale.common.logging import get_logger
 from terrascale.users import __version__
+from terrascale.users.auth_router import router as auth_router
 from terrascale.users.config import UserSettings, get_settings
-from terrascale.users.router import router
+from terrascale.users.router import router as users_router
+from terrascale.users.tokens import AccessTokenIssuer
+
+logger = get_logger(__name__)
 
 DESCRIPTION = """\
-Accounts and profiles of TerraScale. Reads are cache-aside through Redis: `cached` tells whether an
-answer came from the cache. Ids are 64-bit, time-sortable, and sent as strings.
+Accounts and profiles of TerraScale, and sign-in. Reads are cache-aside through Redis: `cached`
+tells whether an answer came from the cache. Ids are 64-bit, time-sortable, and sent as strings.
+Access tokens are EdDSA JWTs that every service verifies with the public key.
 Errors are RFC 9457 `application/problem+json` documents.
 """
 
 
+def with_signing_key(settings: UserSettings) -> UserSettings:
+    """Settings that carry a signing key: the configured one, or a fresh one (with a warning:
+    tokens it signs stop working when the process restarts). Call it before Gunicorn forks so
+    every worker signs with the same key."""
+    if settings.jwt_private_key is not None:
+        return settings
+    logger.warning(
+        "JWT_PRIVATE_KEY is not set; signing with a key generated for this run only",
+        service=settings.service_name,
+    )
+    return settings.model_copy(update={"jwt_private_key": SecretStr(generate_private_key_pem())})
+
+
 def create_app(settings: UserSettings | None = None) -> FastAPI:
-    return create_service_app(
-        settings=settings or get_settings(),
+    settings = with_signing_key(settings or get_settings())
+    signing_key = settings.signing_key
+    assert signing_key is not None  # noqa: S101 - with_signing_key guarantees it
+    app = create_service_app(
+        settings=settings,
         title="TerraScale User Service",
         version=__version__,
         description=DESCRIPTION,
-        routers=[router],
+        routers=[users_router, auth_router],
+        token_public_key=signing_key.public_key(),
     )
+    app.state.token_issuer = AccessTokenIssuer(
+        private_key=signing_key,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    return app

@@ -1,16 +1,29 @@
-"""HTTP routes of the User Service: parse, call the service, return."""
+"""HTTP routes for accounts and profiles: parse, authorise, call the service, return."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
+from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi.exceptions import RequestValidationError
+
+from terrascale.common.auth import CurrentUserId
 from terrascale.common.deps import CacheDep
 from terrascale.common.errors import problem_responses
+from terrascale.common.ids import MAX_ID
 from terrascale.users import service as user_service
-from terrascale.users.deps import SettingsDep, UserIdPath, UserRepositoryDep
-from terrascale.users.schemas import UserCreate, UserPublic, UserRead
+from terrascale.users.deps import SettingsDep, UserIdPath, UsernamePath, UserRepositoryDep
+from terrascale.users.schemas import (
+    ProfileUpdate,
+    UserCreate,
+    UserCreated,
+    UserPublic,
+    UserRead,
+)
 
 router = APIRouter(prefix="/users", tags=["users"])
+
+MAX_BATCH = 100
 
 
 @router.post(
@@ -39,12 +52,74 @@ async def create_user(
     response: Response,
     repository: UserRepositoryDep,
     settings: SettingsDep,
-) -> UserPublic:
+) -> UserCreated:
     user = await user_service.create_user(
-        repository=repository, username=body.username, logical_shards=settings.logical_shards
+        repository=repository,
+        username=body.username,
+        password=body.password.get_secret_value() if body.password else None,
+        logical_shards=settings.logical_shards,
     )
     response.headers["Location"] = f"{router.prefix}/{user.id}"
-    return UserPublic.model_validate(user, from_attributes=True)
+    return UserCreated(id=user.id, username=user.username)
+
+
+@router.get(
+    "",
+    summary="Look up several users at once",
+    description=f"Up to {MAX_BATCH} ids, comma-separated or repeated; the answer keeps their "
+    "order and leaves out unknown ids.",
+    responses=problem_responses(422),
+    operation_id="read_users",
+)
+async def read_users(
+    ids: Annotated[list[str], Query(description="User ids, e.g. `ids=1,2,3`.")],
+    repository: UserRepositoryDep,
+    cache: CacheDep,
+) -> list[UserPublic]:
+    return await user_service.get_users(
+        repository=repository, cache=cache, user_ids=_parse_ids(ids)
+    )
+
+
+@router.patch(
+    "/me",
+    summary="Update your own profile",
+    responses=problem_responses(401, 422),
+    operation_id="update_profile",
+)
+async def update_profile(
+    body: ProfileUpdate,
+    user_id: CurrentUserId,
+    repository: UserRepositoryDep,
+    cache: CacheDep,
+    background: BackgroundTasks,
+) -> UserPublic:
+    user = await user_service.update_profile(
+        repository=repository,
+        cache=cache,
+        user_id=user_id,
+        changes=body.model_dump(exclude_unset=True),
+    )
+    # Background tasks run after the response, which is after the commit.
+    background.add_task(
+        cache.set_if_newer,
+        user_service.user_cache_key(cache, user.id),
+        user_service.cache_entry(user),
+        version=user.version,
+    )
+    return user_service.public_profile(user)
+
+
+@router.get(
+    "/by-username/{username}",
+    summary="Find a user by username (any letter case)",
+    responses=problem_responses(404, 422),
+    operation_id="read_user_by_username",
+)
+async def read_user_by_username(
+    username: UsernamePath, repository: UserRepositoryDep
+) -> UserPublic:
+    return await user_service.get_user_by_username(repository=repository, username=username)
 
 
 @router.get(
@@ -57,3 +132,19 @@ async def read_user(
     user_id: UserIdPath, repository: UserRepositoryDep, cache: CacheDep
 ) -> UserRead:
     return await user_service.get_user(repository=repository, cache=cache, user_id=user_id)
+
+
+def _parse_ids(raw: list[str]) -> list[int]:
+    parts = [part.strip() for value in raw for part in value.split(",") if part.strip()]
+    problem = None
+    if not parts:
+        problem = "Give at least one id."
+    elif len(parts) > MAX_BATCH:
+        problem = f"At most {MAX_BATCH} ids per request."
+    elif not all(part.isascii() and part.isdecimal() and 0 < int(part) <= MAX_ID for part in parts):
+        problem = "Ids are positive 64-bit integers in decimal."
+    if problem:
+        raise RequestValidationError(
+            [{"loc": ("query", "ids"), "msg": problem, "type": "value_error"}]
+        )
+    return [int(part) for part in parts]

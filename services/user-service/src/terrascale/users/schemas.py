@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from terrascale.common.ids import Id
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_]{3,30}$"
+MAX_PASSWORD_LENGTH = 128
+# Printable text: no control characters except, in a bio, line breaks.
+DISPLAY_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+BIO_PATTERN = r"^[^\x00-\x09\x0b\x0c\x0e-\x1f\x7f]*$"
 
 Username = Annotated[
     str,
@@ -20,18 +24,69 @@ Username = Annotated[
         examples=["ada_lovelace"],
     ),
 ]
+Password = Annotated[
+    SecretStr,
+    Field(
+        min_length=8,
+        max_length=MAX_PASSWORD_LENGTH,
+        description="8-128 characters; never returned or logged.",
+    ),
+]
+DisplayName = Annotated[
+    str, Field(min_length=1, max_length=50, pattern=DISPLAY_NAME_PATTERN, examples=["Ada"])
+]
+Bio = Annotated[str, Field(max_length=300, pattern=BIO_PATTERN, examples=["Analyst of engines."])]
 
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: Username
+    password: Password | None = Field(
+        default=None, description="Optional; without one the account cannot sign in."
+    )
+
+
+class UserCreated(BaseModel):
+    id: Id
+    username: str
 
 
 class UserPublic(BaseModel):
     id: Id
     username: str
+    display_name: str | None = None
+    bio: str | None = None
 
 
 class UserRead(UserPublic):
     cached: bool = Field(description="True when this answer was served from the Redis cache.")
+
+
+class CachedUser(BaseModel):
+    """A cache entry: the public profile and the row version it was read at."""
+
+    version: int
+    user: UserPublic
+
+
+class ProfileUpdate(BaseModel):
+    """Fields left out stay as they are; ``null`` clears a field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: DisplayName | None = None
+    bio: Bio | None = None
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_token: str
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]

@@ -1,16 +1,19 @@
-"""User Service business rules. Plain functions with keyword-only arguments; no HTTP here."""
+"""User Service business rules for accounts and profiles. No HTTP here."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
 from terrascale.common.cache import Cache
 from terrascale.users.errors import UsernameTakenError, UserNotFoundError
 from terrascale.users.models import UserAccount
+from terrascale.users.passwords import hash_password
 from terrascale.users.repository import UserRepository
-from terrascale.users.schemas import UserPublic, UserRead
+from terrascale.users.schemas import CachedUser, UserPublic, UserRead
 
 
 def choose_shard(logical_shards: int) -> int:
@@ -18,11 +21,24 @@ def choose_shard(logical_shards: int) -> int:
     return random.randrange(logical_shards)  # noqa: S311 - placement, not security
 
 
+def user_cache_key(cache: Cache, user_id: int) -> str:
+    return cache.key("user", user_id)
+
+
+def public_profile(user: UserAccount) -> UserPublic:
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
+def cache_entry(user: UserAccount) -> str:
+    return CachedUser(version=user.version, user=public_profile(user)).model_dump_json()
+
+
 async def create_user(
-    *, repository: UserRepository, username: str, logical_shards: int
+    *, repository: UserRepository, username: str, password: str | None, logical_shards: int
 ) -> UserAccount:
+    password_hash = None if password is None else await hash_password(password)
     user = await repository.insert_unless_taken(
-        username=username, shard=choose_shard(logical_shards)
+        username=username, shard=choose_shard(logical_shards), password_hash=password_hash
     )
     if user is None:
         raise UsernameTakenError(f"The username {username!r} is already taken.")
@@ -32,19 +48,62 @@ async def create_user(
 async def get_user(*, repository: UserRepository, cache: Cache, user_id: int) -> UserRead:
     """Cache-aside read. Only users that exist are cached: a read racing a create may see
     "not found", and caching that answer would hide the new user until the TTL expired."""
-    key = cache.key("user", user_id)
-    cached = await cache.get(key)
+    key = user_cache_key(cache, user_id)
+    cached = _parse_entry(await cache.get(key))
     if cached is not None:
-        try:
-            public = UserPublic.model_validate_json(cached)
-        except ValidationError:
-            await cache.delete(key)  # unreadable entry (older format?): refill from the database
-        else:
-            return UserRead(**public.model_dump(), cached=True)
+        return UserRead(**cached.user.model_dump(), cached=True)
 
     user = await repository.get(user_id)
     if user is None:
         raise UserNotFoundError(f"No user has id {user_id}.")
-    public = UserPublic.model_validate(user, from_attributes=True)
-    await cache.set(key, public.model_dump_json())
-    return UserRead(**public.model_dump(), cached=False)
+    await cache.set_if_newer(key, cache_entry(user), version=user.version)
+    return UserRead(**public_profile(user).model_dump(), cached=False)
+
+
+async def get_users(
+    *, repository: UserRepository, cache: Cache, user_ids: Sequence[int]
+) -> list[UserPublic]:
+    """Batch lookup in the order asked; unknown ids are left out. One MGET, then one query for
+    whatever the cache did not have."""
+    wanted = list(dict.fromkeys(user_ids))
+    entries = await cache.get_many([user_cache_key(cache, user_id) for user_id in wanted])
+    found: dict[int, UserPublic] = {}
+    for entry in entries:
+        if (cached := _parse_entry(entry)) is not None:
+            found[cached.user.id] = cached.user
+    missing = [user_id for user_id in wanted if user_id not in found]
+    if missing:
+        for user in await repository.get_many(missing):
+            found[user.id] = public_profile(user)
+            await cache.set_if_newer(
+                user_cache_key(cache, user.id), cache_entry(user), version=user.version
+            )
+    return [found[user_id] for user_id in wanted if user_id in found]
+
+
+async def get_user_by_username(*, repository: UserRepository, username: str) -> UserPublic:
+    user = await repository.get_by_username(username)
+    if user is None:
+        raise UserNotFoundError(f"No user is called {username!r}.")
+    return public_profile(user)
+
+
+async def update_profile(
+    *, repository: UserRepository, cache: Cache, user_id: int, changes: dict[str, Any]
+) -> UserAccount:
+    """Apply the changes and drop the cached copy before the commit, so reads go to the
+    database; the caller stores the new version in the cache once the commit is done."""
+    user = await repository.update_profile(user_id, changes)
+    if user is None:
+        raise UserNotFoundError(f"No user has id {user_id}.")
+    await cache.delete(user_cache_key(cache, user_id))
+    return user
+
+
+def _parse_entry(entry: bytes | None) -> CachedUser | None:
+    if entry is None:
+        return None
+    try:
+        return CachedUser.model_validate_json(entry)
+    except ValidationError:
+        return None  # an unreadable entry (older format?) is a miss; the refill replaces it

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from terrascale.common.embedded import EmbeddedPostgres, EmbeddedValkey
+from terrascale.common.keys import generate_private_key_pem, load_private_key, public_key_pem
 from terrascale.launcher.services import SERVICES, ServiceSpec
 
 STARTUP_TIMEOUT_SECONDS = 90
@@ -44,6 +45,7 @@ class ConfiguredServers(BaseSettings):
     postgres_host: str | None = None
     database_url: str | None = None
     redis_host: str | None = None
+    jwt_private_key: str | None = None
 
 
 def say(message: str) -> None:
@@ -101,6 +103,19 @@ def start_embedded_valkey(data_dir: Path, cleanup: ExitStack) -> dict[str, str]:
     cleanup.callback(valkey.stop)
     address = valkey.start()
     return {"REDIS_HOST": address.host, "REDIS_PORT": str(address.port)}
+
+
+def development_signing_keys(key_file: Path) -> dict[str, str]:
+    """A signing key kept in the data folder, so tokens survive restarts of the local system."""
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(generate_private_key_pem())
+        key_file.chmod(0o600)
+    private_pem = key_file.read_text()
+    return {
+        "JWT_PRIVATE_KEY": private_pem,
+        "JWT_PUBLIC_KEY": public_key_pem(load_private_key(private_pem)),
+    }
 
 
 def start_service(
@@ -182,6 +197,8 @@ def up(*, data_dir: Path, host: str) -> int:
             say("using the configured Redis")
         else:
             env.update(start_embedded_valkey(data_dir / "valkey", cleanup))
+        if not configured.jwt_private_key:
+            env.update(development_signing_keys(data_dir / "jwt" / "signing-key.pem"))
 
         processes: Processes = []
         for spec in SERVICES:
