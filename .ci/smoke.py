@@ -1,51 +1,162 @@
 """End-to-end check of the README's start command, as a new user would run it.
 
 Starts ``python3 dev.py up`` on a fresh data folder (embedded PostgreSQL and Valkey), waits for
-the User Service, creates and reads a user, fuzzes the API with Schemathesis, then presses
-Ctrl-C and checks that nothing it started is left running.
+every service, puts the compose file's nginx gateway configuration in front of them, and plays
+the social flow through it: two sign-ups and sign-ins, a follow, a post with a mention and a
+hashtag, then the follower list, the user timeline and the post. Schemathesis then fuzzes each
+service's OpenAPI document. Finally it presses Ctrl-C and checks nothing is left running.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = "http://127.0.0.1:5000"
+SERVICE_PORTS = {"user-service": 5000, "graph-service": 5001, "post-service": 5002}
 
 
-def request(method: str, path: str, body: object = None) -> tuple[int, dict[str, object]]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        BASE + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
+def call(
+    base: str,
+    method: str,
+    path: str,
+    *,
+    json_body: object = None,
+    form: dict[str, str] | None = None,
+    token: str | None = None,
+) -> tuple[int, Any]:
+    headers = {}
+    data = None
+    if json_body is not None:
+        data, headers["content-type"] = json.dumps(json_body).encode(), "application/json"
+    if form is not None:
+        data = urllib.parse.urlencode(form).encode()
+        headers["content-type"] = "application/x-www-form-urlencoded"
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=5) as response:
-            return response.status, json.loads(response.read())
+        with urllib.request.urlopen(req, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, json.loads(error.read() or b"null")
 
 
-def wait_until_up(process: subprocess.Popen[bytes], timeout: float) -> float:
+def wait_until_ready(process: subprocess.Popen[bytes], timeout: float) -> float:
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    pending = dict(SERVICE_PORTS)
+    while pending and time.monotonic() - started < timeout:
         if process.poll() is not None:
             raise SystemExit("smoke: the start command exited early")
-        try:
-            if request("GET", "/ready")[0] == 200:
-                return time.monotonic() - started
-        except (urllib.error.URLError, ConnectionError):
-            pass
+        for name, port in list(pending.items()):
+            try:
+                if call(f"http://127.0.0.1:{port}", "GET", "/ready")[0] == 200:
+                    del pending[name]
+            except (urllib.error.URLError, ConnectionError):
+                pass
         time.sleep(0.5)
-    raise SystemExit("smoke: the service did not become ready")
+    if pending:
+        raise SystemExit(f"smoke: not ready: {', '.join(pending)}")
+    return time.monotonic() - started
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_gateway(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The compose gateway's nginx.conf, pointed at this machine's services."""
+    config = (ROOT / "deploy" / "gateway" / "nginx.conf").read_text()
+    for name, port in SERVICE_PORTS.items():
+        config = config.replace(f"server {name}:{port};", f"server 127.0.0.1:{port};")
+    port = free_port()
+    config = config.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    config = re.sub(r"pid [^;]+;", f"pid {workdir / 'nginx.pid'};", config)
+    (workdir / "nginx.conf").write_text(config)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    subprocess.run([nginx, "-t", "-q", "-c", str(workdir / "nginx.conf")], check=True)
+    process = subprocess.Popen(
+        [nginx, "-c", str(workdir / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(50):
+        try:
+            if call(base, "GET", "/health")[0] == 200:
+                return process, base
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    raise SystemExit("smoke: the gateway did not start")
+
+
+def eventually(check: Any, what: str, seconds: float = 10) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, f"smoke: {what} did not happen within {seconds}s"
+            return result
+        time.sleep(0.1)
+
+
+def social_flow(base: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    ada, bob = f"ada_{suffix}", f"bob_{suffix}"
+    ids, tokens = {}, {}
+    for name in (ada, bob):
+        status, body = call(
+            base, "POST", "/users/", json_body={"username": name, "password": "pw-" + suffix}
+        )
+        assert status == 201, (status, body)
+        ids[name] = body["id"]
+        status, body = call(
+            base, "POST", "/auth/token", form={"username": name, "password": "pw-" + suffix}
+        )
+        assert status == 200, (status, body)
+        tokens[name] = body["access_token"]
+
+    status, body = call(base, "PUT", f"/users/{ids[ada]}/following/{ids[bob]}", token=tokens[ada])
+    assert status == 200, (status, body)
+    assert body["following"] is True, body
+
+    status, post = call(
+        base, "POST", "/posts", json_body={"text": f"hello @{ada} #terrascale"}, token=tokens[bob]
+    )
+    assert status == 201, (status, post)
+    assert [m["user_id"] for m in post["mentions"]] == [ids[ada]], post
+    assert post["hashtags"] == ["terrascale"], post
+
+    status, followers = call(base, "GET", f"/users/{ids[bob]}/followers")
+    assert status == 200, followers
+    assert [item["user_id"] for item in followers["items"]] == [ids[ada]], followers
+    status, timeline = call(base, "GET", f"/users/{ids[bob]}/posts")
+    assert status == 200, timeline
+    assert [item["id"] for item in timeline] == [post["id"]], timeline
+    assert call(base, "GET", f"/posts/{post['id']}")[0] == 200
+    status, cached = eventually(
+        lambda: (r := call(base, "GET", f"/users/{ids[ada]}")) and r[1]["cached"] and r,
+        "a cached user read",
+    )
+    assert status == 200, cached
+    assert cached["username"] == ada, cached
+    print("smoke: sign-up, sign-in, follow, post, followers, timeline: through the gateway")
 
 
 def leftover_processes(marker: str) -> list[str]:
@@ -55,44 +166,46 @@ def leftover_processes(marker: str) -> list[str]:
 
 def main() -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="terrascale-smoke-"))
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("POSTGRES_", "REDIS_"))}
-    env.pop("DATABASE_URL", None)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.upper().startswith(("POSTGRES_", "REDIS_", "DATABASE_URL", "JWT_"))
+    }
     process = subprocess.Popen(
         [sys.executable, "dev.py", "up", "--data-dir", str(data_dir)], cwd=ROOT, env=env
     )
+    gateway = None
     try:
-        seconds = wait_until_up(process, timeout=120)
-        print(f"smoke: ready {seconds:.1f}s after the start command", flush=True)
-        status, created = request("POST", "/users/", {"username": "smoke_Tester"})
-        assert status == 201, (status, created)
-        user_path = f"/users/{created['id']}"
-        for expected_cached in (False, True):
-            status, read = request("GET", user_path)
-            assert status == 200, (status, read)
-            assert (read["id"], read["cached"]) == (created["id"], expected_cached), read
-        assert request("POST", "/users/", {"username": "SMOKE_tester"})[0] == 409
-        print("smoke: create, read, cached read and conflict behave as documented", flush=True)
-        subprocess.run(
-            [
-                "uv",
-                "run",
-                "--frozen",
-                "schemathesis",
-                "run",
-                f"{BASE}/openapi.json",
-                "--checks",
-                "all",
-                "--max-examples",
-                "100",
-                "--seed",
-                "1",
-            ],
-            cwd=ROOT,
-            check=True,
-        )
+        seconds = wait_until_ready(process, timeout=180)
+        print(f"smoke: every service ready {seconds:.1f}s after the start command", flush=True)
+        gateway, base = start_gateway(data_dir)
+        social_flow(base)
+        for name, port in SERVICE_PORTS.items():
+            print(f"smoke: schemathesis against {name}", flush=True)
+            subprocess.run(
+                [
+                    "uv",
+                    "run",
+                    "--frozen",
+                    "schemathesis",
+                    "run",
+                    f"http://127.0.0.1:{port}/openapi.json",
+                    "--checks",
+                    "all",
+                    "--max-examples",
+                    "50",
+                    "--seed",
+                    "1",
+                ],
+                cwd=ROOT,
+                check=True,
+            )
     finally:
+        if gateway is not None:
+            gateway.terminate()
+            gateway.wait(timeout=10)
         process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=60)
+        code = process.wait(timeout=90)
     time.sleep(1)
     leftovers = leftover_processes(str(data_dir))
     assert code == 0, f"start command exited with {code}"

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from alembic import command
 from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.engine import URL
 
-from terrascale.common.keys import generate_private_key_pem
+from terrascale.common.events import EventSettings
+from terrascale.common.keys import generate_private_key_pem, load_private_key
 from terrascale.common.migrations import alembic_config
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.users.app import create_app
@@ -55,9 +57,18 @@ def settings(
     )
 
 
+def build_event_settings(key_prefix: str) -> EventSettings:
+    return EventSettings(_env_file=None, event_key_prefix=key_prefix)  # pyright: ignore[reportCallIssue]
+
+
 @pytest.fixture
-async def app(settings: UserSettings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
+def event_settings(redis_key_prefix: str) -> EventSettings:
+    return build_event_settings(redis_key_prefix)
+
+
+@pytest.fixture
+async def app(settings: UserSettings, event_settings: EventSettings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, event_settings)
     async with LifespanManager(application):
         yield application
 
@@ -90,3 +101,44 @@ async def access_token(client: AsyncClient, signed_up: dict[str, str]) -> str:
     )
     assert response.status_code == 200
     return response.json()["access_token"]
+
+
+SettingsFactory = Callable[..., UserSettings]
+
+
+@pytest.fixture
+def make_settings(
+    database_url: URL, test_servers: ServerAddresses, redis_key_prefix: str
+) -> SettingsFactory:
+    """Settings for this test's database and key prefix; ``servers``, ``database_url`` and any
+    setting can be overridden (to point at a closed port, say)."""
+
+    def make(
+        *,
+        servers: ServerAddresses | None = None,
+        database_url: URL = database_url,
+        **overrides: object,
+    ) -> UserSettings:
+        return build_settings(
+            database_url=database_url,
+            servers=servers or test_servers,
+            key_prefix=redis_key_prefix,
+            **overrides,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_app() -> Callable[[UserSettings], FastAPI]:
+    """An app whose events stay under the settings' own key prefix."""
+
+    def make(settings: UserSettings) -> FastAPI:
+        return create_app(settings, build_event_settings(settings.cache_key_prefix))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> Ed25519PrivateKey:
+    return load_private_key(SIGNING_KEY_PEM)

@@ -15,12 +15,8 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
 
-from terrascale.common.keys import load_private_key
+from terrascale.common.testing.helpers import PROBLEM_JSON
 from terrascale.users.tokens import AccessTokenIssuer
-
-from .conftest import SIGNING_KEY_PEM
-
-PROBLEM_JSON = "application/problem+json"
 
 
 async def login(client: AsyncClient, username: str, password: str) -> Any:
@@ -67,7 +63,7 @@ async def test_password_length_is_checked_without_echoing_it(
 
 
 async def test_login_returns_an_eddsa_access_token_for_the_user(
-    client: AsyncClient, signed_up: dict[str, str]
+    client: AsyncClient, signed_up: dict[str, str], signing_key: Ed25519PrivateKey
 ) -> None:
     response = await login(client, signed_up["username"].upper(), signed_up["password"])
     assert response.status_code == 200
@@ -77,7 +73,7 @@ async def test_login_returns_an_eddsa_access_token_for_the_user(
     assert body["expires_in"] == 900
     header = jwt.get_unverified_header(body["access_token"])
     assert (header["alg"], header["typ"]) == ("EdDSA", "at+jwt")
-    public_key = load_private_key(SIGNING_KEY_PEM).public_key()
+    public_key = signing_key.public_key()
     claims = jwt.decode(
         body["access_token"], public_key, algorithms=["EdDSA"], audience="terrascale"
     )
@@ -227,7 +223,7 @@ def unsigned_token(claims: dict[str, Any]) -> str:
     return f"{part({'alg': 'none', 'typ': 'at+jwt'})}.{part(claims)}."
 
 
-def forged_tokens(user_id: str) -> dict[str, str]:
+def forged_tokens(user_id: str, real_key: Ed25519PrivateKey) -> dict[str, str]:
     now = datetime.now(UTC)
     claims = {
         "sub": user_id,
@@ -236,7 +232,6 @@ def forged_tokens(user_id: str) -> dict[str, str]:
         "iat": now,
         "exp": now + timedelta(minutes=5),
     }
-    real_key = load_private_key(SIGNING_KEY_PEM)
     other_key = Ed25519PrivateKey.generate()
     valid = AccessTokenIssuer(real_key, "terrascale", "terrascale", 900).issue(int(user_id))
     head, payload, signature = valid.split(".")
@@ -275,9 +270,9 @@ def forged_tokens(user_id: str) -> dict[str, str]:
     ],
 )
 async def test_profile_update_rejects_bad_tokens(
-    client: AsyncClient, signed_up: dict[str, str], kind: str
+    client: AsyncClient, signed_up: dict[str, str], signing_key: Ed25519PrivateKey, kind: str
 ) -> None:
-    headers = {} if kind == "missing" else bearer(forged_tokens(signed_up["id"])[kind])
+    headers = {} if kind == "missing" else bearer(forged_tokens(signed_up["id"], signing_key)[kind])
     response = await client.patch("/users/me", json={"display_name": "Mallory"}, headers=headers)
     assert response.status_code == 401
     assert response.headers["content-type"] == PROBLEM_JSON

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,11 +14,10 @@ import httpx
 import pytest
 from sqlalchemy.engine import URL
 
+from terrascale.common.testing.helpers import free_port, list_tables
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.users.cli import main
 from terrascale.users.config import get_settings
-
-from .test_migrations import _tables
 
 
 @pytest.fixture(autouse=True)
@@ -43,15 +41,9 @@ def test_migrate_and_downgrade_commands(
     with fresh_database(test_servers.postgres, prefix="test_cli") as url:
         monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
         assert main(["migrate"]) == 0
-        assert "user_account" in asyncio.run(_tables(url))
+        assert "user_account" in asyncio.run(list_tables(url))
         assert main(["downgrade", "base"]) == 0
-        assert "user_account" not in asyncio.run(_tables(url))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        assert "user_account" not in asyncio.run(list_tables(url))
 
 
 def _wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -70,7 +62,7 @@ def _wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: f
 def test_start_migrates_then_serves_with_gunicorn(
     test_servers: ServerAddresses, redis_key_prefix: str
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with fresh_database(test_servers.postgres, prefix="test_start") as url:
         env = {
@@ -80,6 +72,7 @@ def test_start_migrates_then_serves_with_gunicorn(
             "REDIS_PORT": str(test_servers.redis.port),
             "REDIS_DB": str(test_servers.redis.db),
             "CACHE_KEY_PREFIX": redis_key_prefix,
+            "EVENT_KEY_PREFIX": redis_key_prefix,
             "HOST": "127.0.0.1",
             "PORT": str(port),
             "WEB_CONCURRENCY": "2",

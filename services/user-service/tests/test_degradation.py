@@ -3,69 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
 import time
-from collections.abc import AsyncGenerator, Generator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable
 
 import pytest
-from asgi_lifespan import LifespanManager
-from httpx import ASGITransport, AsyncClient
+from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
 from terrascale.common.embedded import EmbeddedValkey, RedisAddress
+from terrascale.common.testing.helpers import (
+    PROBLEM_JSON,
+    free_port,
+    log_events,
+    serve_app,
+    silent_listener,
+)
 from terrascale.common.testing.plugin import ServerAddresses
-from terrascale.users.app import create_app
 from terrascale.users.config import UserSettings
 
-from .conftest import build_settings
-
-PROBLEM_JSON = "application/problem+json"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def silent_listener() -> Generator[int]:
-    """A TCP port that accepts connections and never answers: a hung server."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        yield listener.getsockname()[1]
-
-
-@asynccontextmanager
-async def serve(settings: UserSettings) -> AsyncGenerator[AsyncClient]:
-    app = create_app(settings)
-    async with (
-        LifespanManager(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as client,
-    ):
-        yield client
-
-
-def log_events(output: str, event: str) -> list[dict[str, object]]:
-    lines = (json.loads(line) for line in output.splitlines() if line.startswith("{"))
-    return [line for line in lines if line.get("event") == event]
+MakeApp = Callable[[UserSettings], FastAPI]
 
 
 async def test_redis_down_serves_from_postgres_and_warns_once(
-    database_url: URL,
+    make_settings: Callable[..., UserSettings],
+    make_app: MakeApp,
     test_servers: ServerAddresses,
-    redis_key_prefix: str,
     username: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     closed = ServerAddresses(test_servers.postgres, RedisAddress("127.0.0.1", free_port()))
-    settings = build_settings(
-        database_url=database_url, servers=closed, key_prefix=redis_key_prefix
-    )
-    async with serve(settings) as client:
+    async with serve_app(make_app(make_settings(servers=closed))) as client:
         created = await client.post("/users/", json={"username": username})
         assert created.status_code == 201
         user_id = created.json()["id"]
@@ -87,24 +54,19 @@ async def test_redis_down_serves_from_postgres_and_warns_once(
 
 @pytest.mark.slow
 async def test_redis_restart_is_survived_without_restarting_the_service(
-    database_url: URL,
+    make_settings: Callable[..., UserSettings],
+    make_app: MakeApp,
     test_servers: ServerAddresses,
-    redis_key_prefix: str,
     username: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    port = free_port()
-    valkey = EmbeddedValkey(port=port)
+    valkey = EmbeddedValkey(port=free_port())
     address = valkey.start()
-    servers = ServerAddresses(test_servers.postgres, address)
-    settings = build_settings(
-        database_url=database_url,
-        servers=servers,
-        key_prefix=redis_key_prefix,
-        cache_retry_after_seconds=0.2,
+    settings = make_settings(
+        servers=ServerAddresses(test_servers.postgres, address), cache_retry_after_seconds=0.2
     )
     try:
-        async with serve(settings) as client:
+        async with serve_app(make_app(settings)) as client:
             user_id = (await client.post("/users/", json={"username": username})).json()["id"]
             await client.get(f"/users/{user_id}")
             assert (await client.get(f"/users/{user_id}")).json()["cached"] is True
@@ -112,9 +74,8 @@ async def test_redis_restart_is_survived_without_restarting_the_service(
             valkey.stop()
             during = [await client.get(f"/users/{user_id}") for _ in range(3)]
             assert [r.json()["cached"] for r in during] == [False, False, False]
-            assert (
-                await client.post("/users/", json={"username": username + "_2"})
-            ).status_code == 201
+            second = await client.post("/users/", json={"username": username + "_2"})
+            assert second.status_code == 201
             assert (await client.get("/ready")).status_code == 503
 
             valkey.start()
@@ -132,19 +93,17 @@ async def test_redis_restart_is_survived_without_restarting_the_service(
 
 @pytest.mark.parametrize("failure", ["refused", "hung"])
 async def test_postgres_down_answers_503_quickly(
-    test_servers: ServerAddresses, redis_key_prefix: str, username: str, failure: str
+    make_settings: Callable[..., UserSettings], make_app: MakeApp, username: str, failure: str
 ) -> None:
     with silent_listener() as hung_port:
         port = free_port() if failure == "refused" else hung_port
-        unreachable = URL.create("postgresql+asyncpg", "postgres", host="127.0.0.1", port=port)
-        settings = build_settings(
-            database_url=unreachable.set(database="terrascale_users"),
-            servers=test_servers,
-            key_prefix=redis_key_prefix,
-            db_connect_timeout_seconds=0.5,
-            ready_timeout_seconds=0.5,
+        unreachable = URL.create(
+            "postgresql+asyncpg", "postgres", host="127.0.0.1", port=port, database="x"
         )
-        async with serve(settings) as client:
+        settings = make_settings(
+            database_url=unreachable, db_connect_timeout_seconds=0.5, ready_timeout_seconds=0.5
+        )
+        async with serve_app(make_app(settings)) as client:
             for request in (
                 client.build_request("POST", "/users/", json={"username": username}),
                 client.build_request("GET", "/users/123456789"),
@@ -167,22 +126,16 @@ async def test_postgres_down_answers_503_quickly(
 
 
 async def test_cached_user_is_served_while_postgres_is_down(
-    database_url: URL, test_servers: ServerAddresses, redis_key_prefix: str, username: str
+    make_settings: Callable[..., UserSettings], make_app: MakeApp, username: str
 ) -> None:
-    healthy = build_settings(
-        database_url=database_url, servers=test_servers, key_prefix=redis_key_prefix
-    )
-    async with serve(healthy) as client:
+    async with serve_app(make_app(make_settings())) as client:
         user_id = (await client.post("/users/", json={"username": username})).json()["id"]
         await client.get(f"/users/{user_id}")
 
     unreachable = URL.create(
         "postgresql+asyncpg", "postgres", host="127.0.0.1", port=free_port(), database="x"
     )
-    broken = build_settings(
-        database_url=unreachable, servers=test_servers, key_prefix=redis_key_prefix
-    )
-    async with serve(broken) as client:
+    async with serve_app(make_app(make_settings(database_url=unreachable))) as client:
         response = await client.get(f"/users/{user_id}")
         assert response.status_code == 200
         assert response.json()["username"] == username

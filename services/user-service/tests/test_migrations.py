@@ -14,34 +14,29 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from terrascale.common.db import Base
 from terrascale.common.ids import decode_id
 from terrascale.common.migrations import alembic_config
+from terrascale.common.testing.helpers import list_tables
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.users.cli import SCRIPT_LOCATION
-
-
-async def _tables(url: URL) -> set[str]:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-            )
-            return {row[0] for row in rows}
-    finally:
-        await engine.dispose()
+from terrascale.users.models import Base
 
 
 def test_upgrade_downgrade_upgrade(test_servers: ServerAddresses) -> None:
     with fresh_database(test_servers.postgres, prefix="test_migrations") as url:
         config = alembic_config(script_location=SCRIPT_LOCATION, database_url=url)
         command.upgrade(config, "head")
-        assert asyncio.run(_tables(url)) == {"alembic_version", "user_account", "refresh_token"}
+        assert asyncio.run(list_tables(url)) == {
+            "alembic_version",
+            "user_account",
+            "refresh_token",
+            "outbox_event",
+            "processed_event",
+        }
         command.downgrade(config, "base")
-        assert asyncio.run(_tables(url)) == {"alembic_version"}
+        assert asyncio.run(list_tables(url)) == {"alembic_version"}
         command.upgrade(config, "head")
-        assert "user_account" in asyncio.run(_tables(url))
+        assert "user_account" in asyncio.run(list_tables(url))
 
 
 def _schema_differences(connection: Connection) -> list[object]:

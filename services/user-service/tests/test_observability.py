@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -16,10 +16,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from terrascale.users.app import create_app
+from terrascale.common.testing.helpers import log_events
 from terrascale.users.config import UserSettings
-
-from .test_degradation import log_events
 
 
 async def test_request_id_is_echoed(client: AsyncClient) -> None:
@@ -54,10 +52,12 @@ async def test_each_request_is_logged_once_as_json(
 
 
 async def test_debug_switches_logs_to_console(
-    settings: UserSettings, capsys: pytest.CaptureFixture[str]
+    settings: UserSettings,
+    make_app: Callable[[UserSettings], FastAPI],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     debug = settings.model_copy(update={"debug": True, "log_format": None})
-    app = create_app(debug)
+    app = make_app(debug)
     async with (
         LifespanManager(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as client,
@@ -73,9 +73,11 @@ async def test_debug_switches_logs_to_console(
 
 
 async def test_unexpected_error_is_a_problem_without_internals(
-    settings: UserSettings, capsys: pytest.CaptureFixture[str]
+    settings: UserSettings,
+    make_app: Callable[[UserSettings], FastAPI],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    app = create_app(settings)
+    app = make_app(settings)
 
     async def explode() -> None:
         raise RuntimeError("secret internal detail")
@@ -155,12 +157,13 @@ def attribute(span: Span, key: str) -> str:
 
 async def test_traces_reach_an_otlp_http_collector(
     settings: UserSettings,
+    make_app: Callable[[UserSettings], FastAPI],
     otlp_receiver: OtlpReceiver,
     username: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     traced = settings.model_copy(update={"otlp_endpoint": otlp_receiver.endpoint})
-    app: FastAPI = create_app(traced)
+    app: FastAPI = make_app(traced)
     async with (
         LifespanManager(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as client,

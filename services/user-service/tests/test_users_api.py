@@ -10,10 +10,16 @@ from httpx import AsyncClient
 from sqlalchemy import text
 
 from terrascale.common.cache import Cache
+from terrascale.common.events import (
+    Envelope,
+    EventSettings,
+    UserCreated,
+    connect_bus,
+    partition_for,
+)
 from terrascale.common.ids import decode_id
+from terrascale.common.testing.helpers import PROBLEM_JSON
 from terrascale.users import __version__
-
-PROBLEM_JSON = "application/problem+json"
 
 
 def assert_problem(response_json: dict[str, object], *, status: int, path: str) -> None:
@@ -254,3 +260,24 @@ async def test_unknown_route_and_method_are_problems(client: AsyncClient) -> Non
     assert wrong_method.status_code == 405
     assert wrong_method.headers["content-type"] == PROBLEM_JSON
     assert "allow" in wrong_method.headers
+
+
+async def test_sign_up_publishes_user_created_once(
+    app: FastAPI, client: AsyncClient, username: str, event_settings: EventSettings
+) -> None:
+    user_id = (await client.post("/users/", json={"username": username})).json()["id"]
+    bus = await connect_bus(event_settings, app.state.settings)
+    published: list[Envelope] = []
+    try:
+        partition = partition_for(user_id, event_settings.event_partitions)
+        for _ in range(100):  # the relay polls every 50 ms
+            published = [Envelope.from_json(raw) for raw in await bus.history("user", partition)]
+            if published:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await bus.close()
+    assert [(e.type, e.subject, e.source) for e in published] == [
+        ("user.created", user_id, "user-service")
+    ]
+    assert published[0].data_as(UserCreated) == UserCreated(user_id=int(user_id), username=username)

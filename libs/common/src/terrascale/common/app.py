@@ -3,6 +3,7 @@ health, tracing and the OpenAPI document, so services only add their own routers
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from terrascale.common.auth import AccessTokenVerifier
+from terrascale.common.background import BackgroundWork, run_background, stop_background
 from terrascale.common.cache import Cache, create_redis
 from terrascale.common.db import create_engine, create_session_factory, ping
 from terrascale.common.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
@@ -48,8 +50,10 @@ def create_service_app(
     description: str,
     routers: Sequence[APIRouter],
     token_public_key: Ed25519PublicKey | None = None,
+    background: Sequence[BackgroundWork] = (),
 ) -> FastAPI:
-    """``token_public_key`` verifies access tokens; by default it comes from JWT_PUBLIC_KEY."""
+    """``token_public_key`` verifies access tokens; by default it comes from JWT_PUBLIC_KEY.
+    ``background`` runs beside the HTTP server for the app's lifetime (outbox relay, consumers)."""
     configure_logging(level=settings.log_level, renderer=settings.log_renderer)
     tracer_provider = create_tracer_provider(settings, version=version)
 
@@ -65,10 +69,13 @@ def create_service_app(
         app.state.cache = Cache.from_settings(redis, settings)
         checks: dict[str, ReadinessCheck] = {"postgres": lambda: ping(engine), "redis": redis.ping}
         app.state.readiness_checks = checks
+        stop = asyncio.Event()
+        tasks = run_background(app, background, stop)
         logger.info("service started", service=settings.service_name, version=version)
         try:
             yield
         finally:
+            await stop_background(tasks, stop, grace_seconds=settings.graceful_timeout_seconds)
             await redis.aclose()
             await engine.dispose()
             if tracer_provider is not None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
+from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from terrascale.common.logging import configure_logging
@@ -25,8 +28,11 @@ def run_service_cli(
     create_app: Callable[[SettingsT], ASGIApp],
     alembic_config: Callable[[SettingsT], Config],
     prepare_to_serve: Callable[[SettingsT], SettingsT] | None = None,
+    create_worker: Callable[[SettingsT], FastAPI] | None = None,
     argv: Sequence[str] | None = None,
 ) -> int:
+    """``create_worker`` builds the app whose lifespan runs the service's event consumers; with
+    it the CLI gains ``worker``, which runs that lifespan without serving HTTP."""
     parser = argparse.ArgumentParser(prog=prog)
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser("migrate", help="apply migrations (default: up to head)")
@@ -35,6 +41,8 @@ def run_service_cli(
     downgrade.add_argument("revision")
     commands.add_parser("serve", help="run the HTTP server (Gunicorn with Uvicorn workers)")
     commands.add_parser("start", help="migrate to head, then serve: the container entrypoint")
+    if create_worker is not None:
+        commands.add_parser("worker", help="consume events until SIGTERM or Ctrl-C")
     args = parser.parse_args(argv)
 
     try:
@@ -48,9 +56,22 @@ def run_service_cli(
         command.upgrade(alembic_config(settings), getattr(args, "revision", "head"))
     if args.command == "downgrade":
         command.downgrade(alembic_config(settings), args.revision)
+    if args.command == "worker" and create_worker is not None:
+        asyncio.run(run_worker(create_worker(settings)))
     if args.command in ("serve", "start"):
         if prepare_to_serve is not None:
             settings = prepare_to_serve(settings)
         ready = settings
         serve(ready, lambda: create_app(ready))
     return 0
+
+
+async def run_worker(app: FastAPI) -> None:
+    """Run ``app``'s lifespan (its background work) until SIGTERM or SIGINT; the work in hand is
+    finished before the process exits."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with app.router.lifespan_context(app):
+        await stop.wait()

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
 
 from terrascale.common.errors import AppError
 from terrascale.common.settings import ServiceSettings
@@ -27,10 +26,11 @@ NAMING_CONVENTION = {
 }
 
 
-class Base(DeclarativeBase):
-    """Declarative base with a naming convention, so migrations name constraints predictably."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+def new_metadata() -> MetaData:
+    """Metadata for one service's tables, with a naming convention so migrations name
+    constraints predictably. Each service has its own: in one process (tests, tools) a shared
+    registry would mix services' tables, and two services may own tables of the same name."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def create_engine(settings: ServiceSettings) -> AsyncEngine:

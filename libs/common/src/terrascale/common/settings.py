@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
@@ -15,10 +16,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from terrascale.common.keys import load_public_key
+from terrascale.common.keys import load_public_key, read_key_file
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+# Settings that may also come from a file named by <NAME>_FILE (Docker and Kubernetes secrets).
+KEY_FIELDS = ("jwt_public_key", "jwt_private_key")
 
 
 class ConfigError(Exception):
@@ -81,6 +86,9 @@ class ServiceSettings(BaseSettings):
         default=None,
         description="PEM Ed25519 public key that verifies access tokens (every service).",
     )
+    jwt_public_key_file: Path | None = Field(
+        default=None, description="Read JWT_PUBLIC_KEY from this file (e.g. a mounted secret)."
+    )
     jwt_issuer: str = "terrascale"
     jwt_audience: str = "terrascale"
 
@@ -99,6 +107,19 @@ class ServiceSettings(BaseSettings):
             except ArgumentError as exc:
                 raise ValueError("DATABASE_URL is not a valid SQLAlchemy URL") from exc
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_key_files(cls, data: object) -> object:
+        """``<NAME>_FILE`` fills ``<NAME>`` from a file when ``<NAME>`` itself is not set."""
+        if not isinstance(data, dict):
+            return data
+        values = dict(data)
+        for name in KEY_FIELDS:
+            path = values.get(f"{name}_file")
+            if path and not values.get(name):
+                values[name] = read_key_file(Path(path))
+        return values
 
     @model_validator(mode="after")
     def _check_jwt_public_key(self) -> Self:

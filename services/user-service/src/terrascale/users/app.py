@@ -6,6 +6,8 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from terrascale.common.app import create_service_app
+from terrascale.common.background import outbox_relay
+from terrascale.common.events import EventSettings, load_event_settings
 from terrascale.common.keys import generate_private_key_pem
 from terrascale.common.logging import get_logger
 from terrascale.users import __version__
@@ -37,8 +39,11 @@ def with_signing_key(settings: UserSettings) -> UserSettings:
     return settings.model_copy(update={"jwt_private_key": SecretStr(generate_private_key_pem())})
 
 
-def create_app(settings: UserSettings | None = None) -> FastAPI:
+def create_app(
+    settings: UserSettings | None = None, events: EventSettings | None = None
+) -> FastAPI:
     settings = with_signing_key(settings or get_settings())
+    events = events or load_event_settings()
     signing_key = settings.signing_key
     assert signing_key is not None  # noqa: S101 - with_signing_key guarantees it
     app = create_service_app(
@@ -48,6 +53,7 @@ def create_app(settings: UserSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         routers=[users_router, auth_router],
         token_public_key=signing_key.public_key(),
+        background=[outbox_relay(events)],
     )
     app.state.token_issuer = AccessTokenIssuer(
         private_key=signing_key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, ClassVar, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,6 +28,9 @@ class UserSettings(ServiceSettings):
         default=None,
         description="PEM Ed25519 private key that signs access tokens. Unset: a key is generated "
         "at start-up, so tokens do not survive a restart.",
+    )
+    jwt_private_key_file: Path | None = Field(
+        default=None, description="Read JWT_PRIVATE_KEY from this file (e.g. a mounted secret)."
     )
     access_token_ttl_seconds: Annotated[int, Field(ge=30, le=24 * 3600)] = 900
     refresh_token_ttl_seconds: Annotated[int, Field(ge=300, le=365 * 24 * 3600)] = 30 * 24 * 3600

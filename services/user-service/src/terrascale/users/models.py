@@ -6,9 +6,16 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from terrascale.common.db import Base
+from terrascale.common.db import new_metadata
+from terrascale.common.events import define_outbox_tables
+
+
+class Base(DeclarativeBase):
+    """The declarative base of this service's tables."""
+
+    metadata = new_metadata()
 
 
 class UserAccount(Base):
@@ -30,6 +37,10 @@ class UserAccount(Base):
         # Usernames are unique regardless of case; the stored spelling is the user's own.
         Index("uq_user_account_username_lower", func.lower(username), unique=True),
     )
+
+
+# The transactional outbox (events this service emits) and the inbox of processed events.
+define_outbox_tables(Base.metadata)
 
 
 class RefreshToken(Base):

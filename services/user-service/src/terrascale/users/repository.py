@@ -11,6 +11,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from terrascale.common.events import Envelope, EventData, record_event
+from terrascale.users.config import UserSettings
 from terrascale.users.models import RefreshToken, UserAccount
 
 
@@ -51,6 +53,10 @@ class UserRepository:
             .execution_options(synchronize_session=False)
         )
         return (await self.session.scalars(statement)).one_or_none()
+
+    async def record(self, event: EventData) -> None:
+        """Queue an event in this transaction's outbox: it is published only if this commits."""
+        await record_event(self.session, Envelope.wrap(event, source=UserSettings.service_name))
 
 
 class RefreshTokenRepository:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from terrascale.common.cache import Cache
+from terrascale.common.events import UserCreated, UserUpdated
 from terrascale.users.errors import UsernameTakenError, UserNotFoundError
 from terrascale.users.models import UserAccount
 from terrascale.users.passwords import hash_password
@@ -42,6 +43,7 @@ async def create_user(
     )
     if user is None:
         raise UsernameTakenError(f"The username {username!r} is already taken.")
+    await repository.record(UserCreated(user_id=user.id, username=user.username))
     return user
 
 
@@ -96,6 +98,10 @@ async def update_profile(
     user = await repository.update_profile(user_id, changes)
     if user is None:
         raise UserNotFoundError(f"No user has id {user_id}.")
+    if changes:
+        await repository.record(
+            UserUpdated(user_id=user.id, display_name=user.display_name, bio=user.bio)
+        )
     await cache.delete(user_cache_key(cache, user_id))
     return user
 

@@ -118,18 +118,25 @@ def development_signing_keys(key_file: Path) -> dict[str, str]:
     }
 
 
-def start_service(
-    spec: ServiceSpec, *, env: dict[str, str], host: str, embedded_postgres: URL | None
+def start_process(
+    spec: ServiceSpec,
+    command: str,
+    *,
+    env: dict[str, str],
+    host: str,
+    embedded_postgres: URL | None,
 ) -> subprocess.Popen[bytes]:
     service_env = {**env, "HOST": host, "PORT": str(spec.port)}
+    if not spec.signs_tokens:
+        service_env.pop("JWT_PRIVATE_KEY", None)
     if embedded_postgres is not None:
         # One embedded server, one database per service.
         url = embedded_postgres.set(database=spec.database)
         service_env["DATABASE_URL"] = url.render_as_string(hide_password=False)
-    say(f"starting {spec.name}")
+    say(f"starting {spec.name} {command}")
     # Own session: Ctrl-C reaches only the launcher, which then stops children in order.
     return subprocess.Popen(
-        [sys.executable, "-m", spec.module, "start"], env=service_env, start_new_session=True
+        [sys.executable, "-m", spec.module, command], env=service_env, start_new_session=True
     )
 
 
@@ -200,14 +207,31 @@ def up(*, data_dir: Path, host: str) -> int:
         if not configured.jwt_private_key:
             env.update(development_signing_keys(data_dir / "jwt" / "signing-key.pem"))
 
+        # Services call each other by these URLs (e.g. to check that a user exists).
+        env.update(
+            {
+                f"{spec.name.replace('-', '_').upper()}_URL": f"http://127.0.0.1:{spec.port}"
+                for spec in SERVICES
+            }
+        )
         processes: Processes = []
         for spec in SERVICES:
-            process = start_service(spec, env=env, host=host, embedded_postgres=embedded_postgres)
+            process = start_process(
+                spec, "start", env=env, host=host, embedded_postgres=embedded_postgres
+            )
             cleanup.callback(stop_process, process)
             processes.append((spec, process))
         for spec, process in processes:
             wait_until_healthy(spec, process)
-        for spec, _ in processes:
+        # Workers start once their service has migrated its database.
+        for spec in SERVICES:
+            if spec.has_worker:
+                worker = start_process(
+                    spec, "worker", env=env, host=host, embedded_postgres=embedded_postgres
+                )
+                cleanup.callback(stop_process, worker)
+                processes.append((spec, worker))
+        for spec in SERVICES:
             base = f"http://localhost:{spec.port}"
             say(f"{spec.name} is up: {base}  (API docs: {base}/docs)")
         say("press Ctrl-C to stop everything")

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
     name: str
-    module: str  # run as ``python -m <module> start``: migrate, then Gunicorn
+    module: str  # ``python -m <module> start`` migrates then serves; ``worker`` consumes events
     port: int
     database: str
+    has_worker: bool = False
+    signs_tokens: bool = False  # only the signer gets the private key
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec(
-        name="user-service", module="terrascale.users", port=5000, database="terrascale_users"
-    ),
+    ServiceSpec("user-service", "terrascale.users", 5000, "terrascale_users", signs_tokens=True),
+    ServiceSpec("graph-service", "terrascale.graph", 5001, "terrascale_graph", has_worker=True),
+    ServiceSpec("post-service", "terrascale.posts", 5002, "terrascale_posts", has_worker=True),
 )

@@ -1,0 +1,100 @@
+"""Long-running work a service process does beside HTTP: the outbox relay and event consumers.
+
+Each piece is started by the app's lifespan once the shared resources exist, and stopped through
+one ``asyncio.Event`` at shutdown, so in-flight work finishes instead of being cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+
+from terrascale.common.events import ConsumerRunner, Handler, OutboxRelay, connect_bus
+from terrascale.common.events.bus import EventBus
+from terrascale.common.events.settings import EventSettings
+from terrascale.common.logging import get_logger
+
+logger = get_logger(__name__)
+
+BackgroundWork = Callable[[FastAPI, asyncio.Event], Coroutine[Any, Any, None]]
+RECONNECT_SECONDS = 1.0
+
+
+async def _with_bus(
+    app: FastAPI,
+    stop: asyncio.Event,
+    events: EventSettings,
+    work: Callable[[EventBus], Awaitable[None]],
+) -> None:
+    """Connect to the bus (retrying while it is down), run ``work``, always close the bus."""
+    while not stop.is_set():
+        try:
+            bus = await connect_bus(events, app.state.settings)
+        except Exception as exc:  # noqa: BLE001 - any connection failure: wait and retry
+            logger.warning("event bus unreachable; retrying", error=repr(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)
+            except TimeoutError:
+                continue
+            return
+        try:
+            await work(bus)
+        finally:
+            await bus.close()
+        return
+
+
+def outbox_relay(events: EventSettings) -> BackgroundWork:
+    """Publish this service's outbox. Every process runs one; an advisory lock makes one of
+    them the publisher per database and the others stand by."""
+
+    async def run(app: FastAPI, stop: asyncio.Event) -> None:
+        async def relay(bus: EventBus) -> None:
+            await OutboxRelay.from_settings(app.state.engine, bus, events).run_until(stop)
+
+        await _with_bus(app, stop, events, relay)
+
+    return run
+
+
+def event_consumer(
+    events: EventSettings,
+    *,
+    group: str,
+    categories: Sequence[str],
+    handler: Callable[[FastAPI], Handler],
+) -> BackgroundWork:
+    """Consume ``categories`` as a member of ``group``; ``handler`` is built from the app so it
+    can use the app's database sessions."""
+
+    async def run(app: FastAPI, stop: asyncio.Event) -> None:
+        async def consume(bus: EventBus) -> None:
+            runner = ConsumerRunner(
+                bus, group=group, categories=categories, handler=handler(app), settings=events
+            )
+            await runner.run_until(stop)
+
+        await _with_bus(app, stop, events, consume)
+
+    return run
+
+
+def run_background(
+    app: FastAPI, work: Sequence[BackgroundWork], stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    return [asyncio.create_task(item(app, stop)) for item in work]
+
+
+async def stop_background(
+    tasks: Sequence[asyncio.Task[None]], stop: asyncio.Event, *, grace_seconds: float
+) -> None:
+    stop.set()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

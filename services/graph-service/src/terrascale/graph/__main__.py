@@ -1,0 +1,5 @@
+import sys
+
+from terrascale.graph.cli import main
+
+sys.exit(main())

@@ -1,0 +1,132 @@
+"""Graph Service application factories: ``create_app`` serves HTTP
+(``uvicorn --factory terrascale.graph.app:create_app``); ``create_worker`` consumes events."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import cast
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from terrascale.common.app import create_service_app
+from terrascale.common.background import event_consumer, outbox_relay
+from terrascale.common.events import EventSettings, load_event_settings
+from terrascale.common.logging import get_logger
+from terrascale.graph import __version__
+from terrascale.graph.config import GraphSettings, get_settings
+from terrascale.graph.consumer import CATEGORIES, CONSUMER_GROUP, user_events_handler
+from terrascale.graph.directory import UserDirectory
+from terrascale.graph.router import router as graph_router
+
+logger = get_logger(__name__)
+
+DESCRIPTION = """\
+Who follows whom in TerraScale. Follows are stored in both directions, so both lists are one
+index range scan; counts are kept exact in the transaction of each change. Lists are newest
+first with opaque cursors (`next_cursor`, and a `Link: rel="next"` header). Following and
+unfollowing need the signed-in user's access token; reads are public. Ids are 64-bit and sent as
+strings. Errors are RFC 9457 `application/problem+json` documents.
+"""
+
+
+def create_app(
+    settings: GraphSettings | None = None, events: EventSettings | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    events = events or load_event_settings()
+    app = create_service_app(
+        settings=settings,
+        title="TerraScale Graph Service",
+        version=__version__,
+        description=DESCRIPTION,
+        routers=[graph_router],
+        background=[outbox_relay(events)],
+    )
+    _open_user_directory(app, settings)
+    _allow_every_method_of_a_path(app)
+    if settings.jwt_public_key is None:  # after the factory has configured logging
+        logger.warning(
+            "JWT_PUBLIC_KEY is not set; follow and unfollow will fail until it is",
+            service=settings.service_name,
+        )
+    return app
+
+
+def create_worker(
+    settings: GraphSettings | None = None, events: EventSettings | None = None
+) -> FastAPI:
+    """The app whose lifespan runs the ``user.created`` consumer (``terrascale-graph worker``)."""
+    settings = settings or get_settings()
+    events = events or load_event_settings()
+    return create_service_app(
+        settings=settings,
+        title="TerraScale Graph Service worker",
+        version=__version__,
+        description="Consumes user events into the known_user projection.",
+        routers=[],
+        background=[
+            event_consumer(
+                events,
+                group=CONSUMER_GROUP,
+                categories=CATEGORIES,
+                handler=lambda app: user_events_handler(app.state.session_factory),
+            )
+        ],
+    )
+
+
+def _open_user_directory(app: FastAPI, settings: GraphSettings) -> None:
+    """One pooled HTTP client to the User Service per process, opened and closed around the
+    shared lifespan (which has no hook for resources of a single service)."""
+    shared_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
+        timeout = settings.user_service_timeout_seconds
+        async with httpx.AsyncClient(
+            base_url=str(settings.user_service_url),
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+        ) as client:
+            app.state.user_directory = UserDirectory(client=client, timeout_seconds=timeout)
+            async with shared_lifespan(app):  # it keeps its resources on app.state, no state
+                yield
+
+    app.router.lifespan_context = lifespan
+
+
+def _allow_every_method_of_a_path(app: FastAPI) -> None:
+    """Starlette's 405 names only the methods of the first route whose path matched, so
+    ``/users/{id}/following/{target_id}`` (a PUT route and a DELETE route) would advertise one;
+    RFC 9110 wants ``Allow`` to list them all. Taken from the OpenAPI document, so it lists
+    exactly what is documented."""
+    shared = app.exception_handlers[StarletteHTTPException]
+    templates: list[tuple[re.Pattern[str], list[str]]] = []
+
+    def allowed(path: str) -> list[str]:
+        if not templates:
+            for template, operations in app.openapi()["paths"].items():
+                pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+                templates.append((re.compile(pattern), sorted(m.upper() for m in operations)))
+        return sorted(
+            {m for pattern, methods in templates if pattern.fullmatch(path) for m in methods}
+        )
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        error = cast(StarletteHTTPException, exc)
+        if error.status_code == HTTPStatus.METHOD_NOT_ALLOWED and (
+            methods := allowed(request.url.path)
+        ):
+            error = StarletteHTTPException(
+                error.status_code, headers={**(error.headers or {}), "Allow": ", ".join(methods)}
+            )
+        response = shared(request, error)
+        return await response if inspect.isawaitable(response) else response
+
+    app.add_exception_handler(StarletteHTTPException, method_not_allowed)

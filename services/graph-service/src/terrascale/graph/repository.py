@@ -1,0 +1,183 @@
+"""All SQL of the Graph Service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Result,
+    delete,
+    exists,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from terrascale.common.events import Envelope, EventData, record_event
+from terrascale.graph.config import GraphSettings
+from terrascale.graph.models import FollowCount, FollowerEdge, FollowingEdge, KnownUser
+from terrascale.graph.pagination import Position
+
+TIMESTAMPTZ = DateTime(timezone=True)
+
+
+class FollowRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert(self, *, follower_id: int, followee_id: int) -> bool:
+        """Store the follow in both directions; False (and nothing written) when it already
+        existed. Of concurrent identical follows the primary key lets exactly one in."""
+        created_at = await self.session.scalar(
+            pg_insert(FollowingEdge)
+            .values(follower_id=follower_id, followee_id=followee_id)
+            .on_conflict_do_nothing(index_elements=["follower_id", "followee_id"])
+            .returning(FollowingEdge.created_at)
+        )
+        if created_at is None:
+            return False
+        await self.session.execute(
+            insert(FollowerEdge).values(
+                followee_id=followee_id, follower_id=follower_id, created_at=created_at
+            )
+        )
+        return True
+
+    async def delete(self, *, follower_id: int, followee_id: int) -> bool:
+        """Remove the follow in both directions; False when there was none."""
+        deleted = await self.session.scalar(
+            delete(FollowingEdge)
+            .where(
+                FollowingEdge.follower_id == follower_id, FollowingEdge.followee_id == followee_id
+            )
+            .returning(FollowingEdge.created_at)
+        )
+        if deleted is None:
+            return False
+        await self.session.execute(
+            delete(FollowerEdge).where(
+                FollowerEdge.followee_id == followee_id, FollowerEdge.follower_id == follower_id
+            )
+        )
+        return True
+
+    async def count(self, *, follower_id: int, followee_id: int, delta: int) -> None:
+        """Adjust both counters by ``delta`` (only for an edge really inserted or deleted), rows
+        in id order: every transaction locks counter rows in the same order, so A-follows-B
+        racing B-follows-A cannot deadlock."""
+        changes = sorted(
+            [(follower_id, "following"), (followee_id, "followers")], key=lambda c: c[0]
+        )
+        if delta > 0:
+            # A multi-row INSERT takes its rows in order; the first follow creates the row.
+            rows = [
+                {"user_id": user_id, "followers": 0, "following": 0, column: delta}
+                for user_id, column in changes
+            ]
+            statement = pg_insert(FollowCount).values(rows)
+            await self.session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["user_id"],
+                    set_={
+                        "followers": FollowCount.followers + statement.excluded.followers,
+                        "following": FollowCount.following + statement.excluded.following,
+                    },
+                )
+            )
+            return
+        # A counted edge existed, so both rows do; an upsert would check a negative row first.
+        for user_id, column in changes:
+            counter = getattr(FollowCount, column)
+            await self.session.execute(
+                update(FollowCount)
+                .where(FollowCount.user_id == user_id)
+                .values({column: counter + delta})
+            )
+
+    async def relationship(self, *, user_id: int, other_id: int) -> tuple[bool, bool]:
+        """(user follows other, other follows user), both read from rows ``user_id`` owns."""
+        statement = select(
+            exists().where(
+                FollowingEdge.follower_id == user_id, FollowingEdge.followee_id == other_id
+            ),
+            exists().where(
+                FollowerEdge.followee_id == user_id, FollowerEdge.follower_id == other_id
+            ),
+        )
+        following, followed_by = (await self.session.execute(statement)).one()
+        return bool(following), bool(followed_by)
+
+    async def following_page(
+        self, user_id: int, *, after: Position | None, limit: int
+    ) -> list[Position]:
+        """Whom ``user_id`` follows, newest first, strictly after ``after``."""
+        statement = select(FollowingEdge.created_at, FollowingEdge.followee_id).where(
+            FollowingEdge.follower_id == user_id
+        )
+        if after is not None:
+            statement = statement.where(
+                tuple_(FollowingEdge.created_at, FollowingEdge.followee_id)
+                < tuple_(literal(after.created_at, TIMESTAMPTZ), literal(after.user_id, BigInteger))
+            )
+        statement = statement.order_by(
+            FollowingEdge.created_at.desc(), FollowingEdge.followee_id.desc()
+        ).limit(limit)
+        return _positions(await self.session.execute(statement))
+
+    async def followers_page(
+        self, user_id: int, *, after: Position | None, limit: int
+    ) -> list[Position]:
+        """Who follows ``user_id``, newest first, strictly after ``after``."""
+        statement = select(FollowerEdge.created_at, FollowerEdge.follower_id).where(
+            FollowerEdge.followee_id == user_id
+        )
+        if after is not None:
+            statement = statement.where(
+                tuple_(FollowerEdge.created_at, FollowerEdge.follower_id)
+                < tuple_(literal(after.created_at, TIMESTAMPTZ), literal(after.user_id, BigInteger))
+            )
+        statement = statement.order_by(
+            FollowerEdge.created_at.desc(), FollowerEdge.follower_id.desc()
+        ).limit(limit)
+        return _positions(await self.session.execute(statement))
+
+    async def counts(self, user_id: int) -> tuple[int, int]:
+        """(followers, following); zeros for a user nobody has followed and who follows nobody."""
+        row = (
+            await self.session.execute(
+                select(FollowCount.followers, FollowCount.following).where(
+                    FollowCount.user_id == user_id
+                )
+            )
+        ).one_or_none()
+        return (0, 0) if row is None else (row.followers, row.following)
+
+    async def record(self, event: EventData) -> None:
+        """Queue an event in this transaction's outbox: it is published only if this commits."""
+        await record_event(self.session, Envelope.wrap(event, source=GraphSettings.service_name))
+
+
+class KnownUserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def exists(self, user_id: int) -> bool:
+        return bool(await self.session.scalar(select(exists().where(KnownUser.id == user_id))))
+
+    async def add(self, *, user_id: int, username: str, created_at: datetime) -> None:
+        """Idempotent: the event and a direct lookup may both bring the same user."""
+        await self.session.execute(
+            pg_insert(KnownUser)
+            .values(id=user_id, username=username, created_at=created_at)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+
+
+def _positions(rows: Result[tuple[datetime, int]]) -> list[Position]:
+    return [Position(created_at, user_id) for created_at, user_id in rows.tuples()]

@@ -1,0 +1,5 @@
+import sys
+
+from terrascale.posts.cli import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""Post Service application factories: the HTTP app
+(``uvicorn --factory terrascale.posts.app:create_app``) and the event worker (``create_worker``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import cast
+
+from fastapi import APIRouter, FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match, Route
+
+from terrascale.common.app import create_service_app
+from terrascale.common.background import BackgroundWork, event_consumer, outbox_relay
+from terrascale.common.db import transaction
+from terrascale.common.events import EventSettings, load_event_settings
+from terrascale.common.logging import get_logger
+from terrascale.posts import __version__
+from terrascale.posts import service as post_service
+from terrascale.posts.config import PostSettings, get_settings
+from terrascale.posts.consumer import CATEGORIES, CONSUMER_GROUP, user_projection_handler
+from terrascale.posts.repository import PostRepository
+from terrascale.posts.router import router as posts_router
+
+logger = get_logger(__name__)
+
+PURGE_BATCH_SIZE = 1000  # rows per transaction: short locks, whatever the backlog
+
+DESCRIPTION = """\
+Posts of TerraScale: writing them (with @mentions, #hashtags and links extracted), reading them
+one at a time or in batches (cache-aside through Redis), deleting them, and each user's posts
+newest first with Mastodon-style cursors. Writes take an access token (EdDSA JWT from the User
+Service). Ids are 64-bit, time-sortable, and sent as strings. Errors are RFC 9457
+`application/problem+json` documents.
+"""
+
+
+def create_app(
+    settings: PostSettings | None = None, events: EventSettings | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    events = events or load_event_settings()
+    app = create_service_app(
+        settings=settings,
+        title="TerraScale Post Service",
+        version=__version__,
+        description=DESCRIPTION,
+        routers=[posts_router],
+        background=[outbox_relay(events), idempotency_key_purger(settings)],
+    )
+    list_every_allowed_method(app, [posts_router])
+    if settings.jwt_public_key is None:  # after the factory, which configures logging
+        logger.warning(
+            "JWT_PUBLIC_KEY is not set; requests that need a signed-in user will fail",
+            service=settings.service_name,
+        )
+    return app
+
+
+def create_worker(
+    settings: PostSettings | None = None, events: EventSettings | None = None
+) -> FastAPI:
+    """The app whose lifespan consumes ``user.*`` into the projection mentions resolve against;
+    ``terrascale-posts worker`` runs it without serving HTTP."""
+    settings = settings or get_settings()
+    events = events or load_event_settings()
+    return create_service_app(
+        settings=settings,
+        title="TerraScale Post Service worker",
+        version=__version__,
+        description=DESCRIPTION,
+        routers=[],
+        background=[
+            event_consumer(
+                events,
+                group=CONSUMER_GROUP,
+                categories=CATEGORIES,
+                handler=lambda app: user_projection_handler(app.state.session_factory),
+            )
+        ],
+    )
+
+
+def list_every_allowed_method(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """A 405's ``Allow`` names every method of the path. Starlette lists only those of the first
+    route whose path matches, and ``/posts`` (GET, POST) and ``/posts/{id}`` (GET, DELETE) are
+    two routes each. (The routers' own routes are searched: the app's are wrapped.)"""
+    render = app.exception_handlers[StarletteHTTPException]
+    routes = [route for router in routers for route in router.routes if isinstance(route, Route)]
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        error = cast(StarletteHTTPException, exc)
+        if error.status_code == 405:  # noqa: PLR2004
+            methods = {
+                method
+                for route in routes
+                if route.matches(request.scope)[0] != Match.NONE
+                for method in route.methods or ()
+            }
+            if methods:
+                headers = {**(error.headers or {}), "Allow": ", ".join(sorted(methods))}
+                error = StarletteHTTPException(405, detail=error.detail, headers=headers)
+        rendered = render(request, error)
+        return await rendered if inspect.isawaitable(rendered) else rendered
+
+    app.add_exception_handler(StarletteHTTPException, handle)
+
+
+def idempotency_key_purger(settings: PostSettings) -> BackgroundWork:
+    """Deletes expired idempotency keys every IDEMPOTENCY_PURGE_INTERVAL_SECONDS. Every replica
+    runs one; that is harmless, as concurrent purges only skip rows another one deleted."""
+    ttl = timedelta(seconds=settings.idempotency_key_ttl_seconds)
+
+    async def run(app: FastAPI, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                purged = PURGE_BATCH_SIZE
+                while purged == PURGE_BATCH_SIZE and not stop.is_set():
+                    async with transaction(app.state.session_factory) as session:
+                        purged = await post_service.purge_expired_idempotency_keys(
+                            posts=PostRepository(session), ttl=ttl, batch_size=PURGE_BATCH_SIZE
+                        )
+                    if purged:
+                        logger.info("expired idempotency keys purged", count=purged)
+            except Exception:
+                logger.exception("idempotency key purge failed; retrying later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), timeout=settings.idempotency_purge_interval_seconds
+                )
+
+    return run

@@ -1,0 +1,31 @@
+"""``terrascale-posts``: migrate, serve, start (both), or run the event worker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic.config import Config
+
+from terrascale.common.cli import run_service_cli
+from terrascale.common.migrations import alembic_config as build_alembic_config
+from terrascale.posts.app import create_app, create_worker
+from terrascale.posts.config import PostSettings, get_settings
+
+SCRIPT_LOCATION = "terrascale.posts:migrations"
+
+
+def alembic_config(settings: PostSettings) -> Config:
+    return build_alembic_config(
+        script_location=SCRIPT_LOCATION, database_url=settings.sqlalchemy_url
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_service_cli(
+        prog="terrascale-posts",
+        load_settings=get_settings,
+        create_app=create_app,
+        alembic_config=alembic_config,
+        create_worker=create_worker,
+        argv=argv,
+    )

@@ -1,0 +1,25 @@
+"""The transactional outbox and the inbox of processed events.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-26
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+from terrascale.common.events import create_outbox_tables, drop_outbox_tables
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    create_outbox_tables(op)
+
+
+def downgrade() -> None:
+    drop_outbox_tables(op)
