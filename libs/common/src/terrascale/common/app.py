@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from starlette.routing import Route
 
 from terrascale.common.auth import AccessTokenVerifier
 from terrascale.common.background import BackgroundWork, run_background, stop_background
@@ -117,6 +118,10 @@ def create_service_app(
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)
+    # The routes as declared: what a 405's Allow header is computed from.
+    app.state.api_routes = [
+        route for router in routers for route in router.routes if isinstance(route, Route)
+    ]
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -9,7 +9,7 @@ logs the recovery.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar, cast
 
 from redis.asyncio import Redis
@@ -102,6 +102,22 @@ class Cache:
         await self._run(
             lambda: self._set_if_newer(keys=[key], args=[value, version, self.ttl_seconds]), None
         )
+
+    async def set_many_if_newer(self, entries: Mapping[str, tuple[bytes | str, int]]) -> None:
+        """``set_if_newer`` for many keys (key -> (value, version)) in one round trip: a pipeline,
+        so it also works on Redis Cluster, where one script may only touch keys of one slot."""
+        if not entries:
+            return
+
+        async def store() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, (value, version) in entries.items():
+                    await self._set_if_newer(
+                        keys=[key], args=[value, version, self.ttl_seconds], client=pipe
+                    )
+                await pipe.execute()
+
+        await self._run(store, None)
 
     async def delete(self, key: str) -> None:
         await self._run(lambda: self.redis.delete(key), None)

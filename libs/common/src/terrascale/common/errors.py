@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from terrascale.common.logging import get_logger
 
@@ -150,9 +151,23 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     error = cast(StarletteHTTPException, exc)
     detail = error.detail if error.detail != HTTPStatus(error.status_code).phrase else None
-    return problem_response(
-        request, status=error.status_code, detail=detail, headers=dict(error.headers or {})
-    )
+    headers = dict(error.headers or {})
+    if error.status_code == HTTPStatus.METHOD_NOT_ALLOWED and (methods := _allowed(request)):
+        headers["Allow"] = ", ".join(sorted(methods))
+    return problem_response(request, status=error.status_code, detail=detail, headers=headers)
+
+
+def _allowed(request: Request) -> set[str]:
+    """Every method of every route matching the path. Starlette's own ``Allow`` names only the
+    first matching route's, and ``/posts`` (GET, POST) or ``/users/{id}/following/{target}``
+    (PUT, DELETE) are two routes each; RFC 9110 wants them all."""
+    routes: list[Route] = getattr(request.app.state, "api_routes", [])
+    return {
+        method
+        for route in routes
+        if route.matches(request.scope)[0] != Match.NONE
+        for method in route.methods or ()
+    }
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> ProblemResponse:

@@ -3,16 +3,11 @@
 
 from __future__ import annotations
 
-import inspect
-import re
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from http import HTTPStatus
-from typing import cast
 
 import httpx
-from fastapi import FastAPI, Request, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from terrascale.common.app import create_service_app
 from terrascale.common.background import event_consumer, outbox_relay
@@ -49,7 +44,6 @@ def create_app(
         background=[outbox_relay(events)],
     )
     _open_user_directory(app, settings)
-    _allow_every_method_of_a_path(app)
     if settings.jwt_public_key is None:  # after the factory has configured logging
         logger.warning(
             "JWT_PUBLIC_KEY is not set; follow and unfollow will fail until it is",
@@ -99,34 +93,3 @@ def _open_user_directory(app: FastAPI, settings: GraphSettings) -> None:
                 yield
 
     app.router.lifespan_context = lifespan
-
-
-def _allow_every_method_of_a_path(app: FastAPI) -> None:
-    """Starlette's 405 names only the methods of the first route whose path matched, so
-    ``/users/{id}/following/{target_id}`` (a PUT route and a DELETE route) would advertise one;
-    RFC 9110 wants ``Allow`` to list them all. Taken from the OpenAPI document, so it lists
-    exactly what is documented."""
-    shared = app.exception_handlers[StarletteHTTPException]
-    templates: list[tuple[re.Pattern[str], list[str]]] = []
-
-    def allowed(path: str) -> list[str]:
-        if not templates:
-            for template, operations in app.openapi()["paths"].items():
-                pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
-                templates.append((re.compile(pattern), sorted(m.upper() for m in operations)))
-        return sorted(
-            {m for pattern, methods in templates if pattern.fullmatch(path) for m in methods}
-        )
-
-    async def method_not_allowed(request: Request, exc: Exception) -> Response:
-        error = cast(StarletteHTTPException, exc)
-        if error.status_code == HTTPStatus.METHOD_NOT_ALLOWED and (
-            methods := allowed(request.url.path)
-        ):
-            error = StarletteHTTPException(
-                error.status_code, headers={**(error.headers or {}), "Allow": ", ".join(methods)}
-            )
-        response = shared(request, error)
-        return await response if inspect.isawaitable(response) else response
-
-    app.add_exception_handler(StarletteHTTPException, method_not_allowed)

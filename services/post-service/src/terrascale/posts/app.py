@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-from collections.abc import Sequence
 from datetime import timedelta
-from typing import cast
 
-from fastapi import APIRouter, FastAPI, Request
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
-from starlette.routing import Match, Route
+from fastapi import FastAPI
 
 from terrascale.common.app import create_service_app
 from terrascale.common.background import BackgroundWork, event_consumer, outbox_relay
@@ -53,7 +47,6 @@ def create_app(
         routers=[posts_router],
         background=[outbox_relay(events), idempotency_key_purger(settings)],
     )
-    list_every_allowed_method(app, [posts_router])
     if settings.jwt_public_key is None:  # after the factory, which configures logging
         logger.warning(
             "JWT_PUBLIC_KEY is not set; requests that need a signed-in user will fail",
@@ -84,31 +77,6 @@ def create_worker(
             )
         ],
     )
-
-
-def list_every_allowed_method(app: FastAPI, routers: Sequence[APIRouter]) -> None:
-    """A 405's ``Allow`` names every method of the path. Starlette lists only those of the first
-    route whose path matches, and ``/posts`` (GET, POST) and ``/posts/{id}`` (GET, DELETE) are
-    two routes each. (The routers' own routes are searched: the app's are wrapped.)"""
-    render = app.exception_handlers[StarletteHTTPException]
-    routes = [route for router in routers for route in router.routes if isinstance(route, Route)]
-
-    async def handle(request: Request, exc: Exception) -> Response:
-        error = cast(StarletteHTTPException, exc)
-        if error.status_code == 405:  # noqa: PLR2004
-            methods = {
-                method
-                for route in routes
-                if route.matches(request.scope)[0] != Match.NONE
-                for method in route.methods or ()
-            }
-            if methods:
-                headers = {**(error.headers or {}), "Allow": ", ".join(sorted(methods))}
-                error = StarletteHTTPException(405, detail=error.detail, headers=headers)
-        rendered = render(request, error)
-        return await rendered if inspect.isawaitable(rendered) else rendered
-
-    app.add_exception_handler(StarletteHTTPException, handle)
 
 
 def idempotency_key_purger(settings: PostSettings) -> BackgroundWork:

@@ -75,11 +75,11 @@ async def get_users(
             found[cached.user.id] = cached.user
     missing = [user_id for user_id in wanted if user_id not in found]
     if missing:
-        for user in await repository.get_many(missing):
-            found[user.id] = public_profile(user)
-            await cache.set_if_newer(
-                user_cache_key(cache, user.id), cache_entry(user), version=user.version
-            )
+        loaded = await repository.get_many(missing)
+        found.update((user.id, public_profile(user)) for user in loaded)
+        await cache.set_many_if_newer(
+            {user_cache_key(cache, user.id): (cache_entry(user), user.version) for user in loaded}
+        )
     return [found[user_id] for user_id in wanted if user_id in found]
 
 
