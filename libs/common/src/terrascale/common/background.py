@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from terrascale.common.events import ConsumerRunner, Handler, OutboxRelay, connect_bus
 from terrascale.common.events.bus import EventBus
 from terrascale.common.events.settings import EventSettings
+from terrascale.common.events.waiting import wait_event
 from terrascale.common.logging import get_logger
 
 logger = get_logger(__name__)
@@ -35,11 +36,8 @@ async def _with_bus(
             bus = await connect_bus(events, app.state.settings)
         except Exception as exc:  # noqa: BLE001 - any connection failure: wait and retry
             logger.warning("event bus unreachable; retrying", error=repr(exc))
-            try:
-                await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)
-            except TimeoutError:
-                continue
-            return
+            await wait_event(stop, RECONNECT_SECONDS)
+            continue
         try:
             await work(bus)
         finally:
