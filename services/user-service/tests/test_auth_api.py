@@ -343,6 +343,18 @@ async def test_invalid_profile_updates_are_422(
     assert response.headers["content-type"] == PROBLEM_JSON
 
 
+async def test_own_profile_needs_a_token(
+    client: AsyncClient, signed_up: dict[str, str], access_token: str
+) -> None:
+    assert (await client.get("/users/me")).status_code == 401
+    response = await client.get("/users/me", headers=bearer(access_token))
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["username"]) == (
+        signed_up["id"],
+        signed_up["username"],
+    )
+
+
 async def test_empty_update_changes_nothing(
     client: AsyncClient, signed_up: dict[str, str], access_token: str
 ) -> None:

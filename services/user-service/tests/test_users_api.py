@@ -79,9 +79,27 @@ async def test_create_user_returns_id_as_string(client: AsyncClient, username: s
     assert decode_id(int(body["id"])).shard < 1024
 
 
-async def test_create_user_without_trailing_slash(client: AsyncClient, username: str) -> None:
+async def test_sign_up_is_only_at_the_documented_path(client: AsyncClient, username: str) -> None:
     response = await client.post("/users", json={"username": username})
-    assert response.status_code == 201
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_a_literal_path_advertises_only_its_own_methods(client: AsyncClient) -> None:
+    response = await client.delete("/users/me")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, PATCH"
+
+
+async def test_invalid_json_names_the_body_and_the_position(client: AsyncClient) -> None:
+    response = await client.post(
+        "/users/", content=b'{"username": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "body"
+    assert error["message"].startswith("JSON decode error at character")
 
 
 async def test_username_is_stored_as_given(client: AsyncClient, username: str) -> None:

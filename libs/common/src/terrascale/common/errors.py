@@ -133,10 +133,7 @@ async def _app_error(request: Request, exc: Exception) -> ProblemResponse:
 
 
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
-    errors = [
-        FieldError(field=".".join(str(part) for part in error["loc"]), message=error["msg"])
-        for error in cast(RequestValidationError, exc).errors()
-    ]
+    errors = [_field_error(error) for error in cast(RequestValidationError, exc).errors()]
     names = ", ".join(dict.fromkeys(error.field for error in errors))
     return problem_response(
         request,
@@ -146,6 +143,14 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
         detail=f"Invalid value for {names}." if names else "Invalid request.",
         errors=[error.model_dump() for error in errors],
     )
+
+
+def _field_error(error: Any) -> FieldError:
+    location = [str(part) for part in error["loc"]]
+    if error.get("type") == "json_invalid" and len(location) == 2:  # noqa: PLR2004
+        # FastAPI puts the character offset where a field name would be: say it in words.
+        return FieldError(field="body", message=f"{error['msg']} at character {location[1]}")
+    return FieldError(field=".".join(location), message=error["msg"])
 
 
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -162,12 +167,10 @@ def _allowed(request: Request) -> set[str]:
     first matching route's, and ``/posts`` (GET, POST) or ``/users/{id}/following/{target}``
     (PUT, DELETE) are two routes each; RFC 9110 wants them all."""
     routes: list[Route] = getattr(request.app.state, "api_routes", [])
-    return {
-        method
-        for route in routes
-        if route.matches(request.scope)[0] != Match.NONE
-        for method in route.methods or ()
-    }
+    matching = [route for route in routes if route.matches(request.scope)[0] != Match.NONE]
+    # A literal path (/users/me) is its own resource, not an instance of /users/{user_id}.
+    literal = [route for route in matching if not route.param_convertors]
+    return {method for route in literal or matching for method in route.methods or ()}
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> ProblemResponse:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, WithJsonSchema
 
 from terrascale.common.ids import Id
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_]{3,30}$"
+MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 128
 # Printable text: no control characters except, in a bio, line breaks.
 DISPLAY_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"
@@ -24,12 +25,26 @@ Username = Annotated[
         examples=["ada_lovelace"],
     ),
 ]
+
+
+def _check_password_length(password: SecretStr) -> SecretStr:
+    if not MIN_PASSWORD_LENGTH <= len(password.get_secret_value()) <= MAX_PASSWORD_LENGTH:
+        raise ValueError(f"must be {MIN_PASSWORD_LENGTH}-{MAX_PASSWORD_LENGTH} characters long")
+    return password
+
+
 Password = Annotated[
     SecretStr,
-    Field(
-        min_length=8,
-        max_length=MAX_PASSWORD_LENGTH,
-        description="8-128 characters; never returned or logged.",
+    AfterValidator(_check_password_length),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "password",
+            "writeOnly": True,
+            "minLength": 8,
+            "maxLength": 128,
+            "description": "8-128 characters; never returned or logged.",
+        }
     ),
 ]
 DisplayName = Annotated[
