@@ -67,11 +67,13 @@ async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncGenerat
         except BaseException as exc:
             if isinstance(exc, AppError) and exc.keeps_changes:
                 await session.commit()
-            else:
+            elif session.in_transaction():
                 await session.rollback()
             raise
         else:
-            await session.commit()
+            # A request answered from the cache never began a transaction: nothing to commit.
+            if session.in_transaction():
+                await session.commit()
 
 
 async def ping(engine: AsyncEngine) -> None:

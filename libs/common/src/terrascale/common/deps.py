@@ -17,10 +17,12 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _cache(request: Request) -> Cache:
+async def _cache(request: Request) -> Cache:
     return request.app.state.cache
 
 
+# Dependencies are ``async def`` on purpose: FastAPI runs plain functions in a worker thread,
+# a hop that costs more than the work they do.
 # scope="function": the transaction commits before the response is sent, so a failed commit
 # becomes an error response instead of a 2xx for data that was never stored.
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]

@@ -15,15 +15,15 @@ DEFAULT_PAGE_SIZE = 40
 MAX_PAGE_SIZE = 200
 
 
-def _follows(session: SessionDep) -> FollowRepository:
+async def _follows(session: SessionDep) -> FollowRepository:
     return FollowRepository(session)
 
 
-def _known_users(session: SessionDep) -> KnownUserRepository:
+async def _known_users(session: SessionDep) -> KnownUserRepository:
     return KnownUserRepository(session)
 
 
-def _directory(request: Request) -> UserDirectory:
+async def _directory(request: Request) -> UserDirectory:
     return request.app.state.user_directory
 
 

@@ -15,15 +15,15 @@ from terrascale.users.schemas import USERNAME_PATTERN
 from terrascale.users.tokens import AccessTokenIssuer
 
 
-def _settings(request: Request) -> UserSettings:
+async def _settings(request: Request) -> UserSettings:
     return request.app.state.settings
 
 
-def _repository(session: SessionDep) -> UserRepository:
+async def _repository(session: SessionDep) -> UserRepository:
     return UserRepository(session)
 
 
-def _token_service(request: Request, session: SessionDep) -> TokenService:
+async def _token_service(request: Request, session: SessionDep) -> TokenService:
     issuer: AccessTokenIssuer = request.app.state.token_issuer
     settings: UserSettings = request.app.state.settings
     return TokenService(
@@ -34,7 +34,7 @@ def _token_service(request: Request, session: SessionDep) -> TokenService:
     )
 
 
-def _login_throttle(request: Request, cache: CacheDep) -> LoginThrottle:
+async def _login_throttle(request: Request, cache: CacheDep) -> LoginThrottle:
     settings: UserSettings = request.app.state.settings
     return LoginThrottle(
         cache=cache,
