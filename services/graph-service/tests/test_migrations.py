@@ -10,15 +10,13 @@ from typing import Any
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection, event, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from terrascale.common.migrations import alembic_config
-from terrascale.common.testing.helpers import list_tables
+from terrascale.common.testing.helpers import list_tables, schema_differences
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.graph.cli import SCRIPT_LOCATION
 from terrascale.graph.models import Base
@@ -47,18 +45,8 @@ def test_upgrade_downgrade_upgrade(test_servers: ServerAddresses) -> None:
         assert asyncio.run(list_tables(url)) == TABLES
 
 
-def _schema_differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
-    return compare_metadata(context, Base.metadata)
-
-
 async def test_models_match_the_migrated_schema(database_url: URL) -> None:
-    engine = create_async_engine(database_url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            assert await connection.run_sync(_schema_differences) == []
-    finally:
-        await engine.dispose()
+    assert await schema_differences(database_url, Base.metadata) == []
 
 
 async def test_index_definitions_are_newest_first(database_url: URL) -> None:

@@ -8,10 +8,12 @@ from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import text
+from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -59,5 +61,21 @@ async def list_tables(url: URL) -> set[str]:
                 text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             )
             return {row[0] for row in rows}
+    finally:
+        await engine.dispose()
+
+
+async def schema_differences(url: URL, metadata: MetaData) -> list[object]:
+    """What Alembic's autogenerate would change to make the database match ``metadata``: empty
+    when the models and the migrations agree."""
+
+    def compare(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(compare)
     finally:
         await engine.dispose()
