@@ -345,7 +345,9 @@ $(awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", 
 PostgreSQL transactions in the benchmark database during the measured rounds: $((TX_AFTER - TX_BEFORE)) (for about $OURS_REQUESTS cached reads);
 "cache unavailable" warnings in the service's log: $FALLBACKS.
 EOF
-if ((TX_AFTER - TX_BEFORE > 0 || FALLBACKS > 0)); then
+# Only the fallback warnings prove reads left the cache: the outbox relay's polls count as
+# transactions too.
+if ((FALLBACKS > 0)); then
     echo
     echo "**Warning:** some reads went to PostgreSQL, so not every measured request was a cache hit."
 fi
