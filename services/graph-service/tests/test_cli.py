@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from terrascale.common.events import Envelope, EventSettings, UserCreated, connect_bus
-from terrascale.common.testing.helpers import free_port, list_tables
+from terrascale.common.testing.helpers import free_port, list_tables, wait_for_health
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.graph.cli import main
 from terrascale.graph.config import GraphSettings, get_settings
@@ -130,18 +130,6 @@ def test_worker_consumes_until_sigterm(
     assert "event consumer stopped" in log
 
 
-def _wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "server exited during start-up"
-        try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    pytest.fail("server did not become healthy")
-
-
 @pytest.mark.slow
 def test_start_migrates_then_serves_with_gunicorn(
     test_servers: ServerAddresses,
@@ -172,7 +160,7 @@ def test_start_migrates_then_serves_with_gunicorn(
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_for_health(base_url, process, timeout=30)
+            wait_for_health(base_url, process, timeout=30)
             followed = httpx.put(
                 f"{base_url}/users/{follower}/following/{followee}",
                 headers=auth(follower),

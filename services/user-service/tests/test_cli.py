@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 from sqlalchemy.engine import URL
 
-from terrascale.common.testing.helpers import free_port, list_tables
+from terrascale.common.testing.helpers import free_port, list_tables, wait_for_health
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.users.cli import main
 from terrascale.users.config import get_settings
@@ -46,18 +45,6 @@ def test_migrate_and_downgrade_commands(
         assert "user_account" not in asyncio.run(list_tables(url))
 
 
-def _wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "server exited during start-up"
-        try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    pytest.fail("server did not become healthy")
-
-
 @pytest.mark.slow
 def test_start_migrates_then_serves_with_gunicorn(
     test_servers: ServerAddresses, redis_key_prefix: str
@@ -84,7 +71,7 @@ def test_start_migrates_then_serves_with_gunicorn(
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_for_health(base_url, process, timeout=30)
+            wait_for_health(base_url, process, timeout=30)
             created = httpx.post(f"{base_url}/users/", json={"username": "gunicorn_user"})
             assert created.status_code == 201
             user_id = created.json()["id"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 
 import pytest
@@ -24,6 +23,7 @@ from terrascale.common.events import (
 )
 from terrascale.common.events.waiting import raise_if_cancelled, wait_event
 from terrascale.common.settings import ServiceSettings
+from terrascale.common.testing.helpers import free_port
 from terrascale.common.testing.plugin import ServerAddresses
 
 from .harness import Consumers, DemoConsumer, user_event, wait_until
@@ -223,9 +223,7 @@ async def test_consumer_rides_out_dropped_connections(
 async def test_consumer_waits_for_an_unreachable_redis_until_stopped(
     event_settings: EventSettings,
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        refused_port = probe.getsockname()[1]
+    refused_port = free_port()
     bus = RedisStreamsBus(
         Redis(port=refused_port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), retries=0)),
         event_settings,

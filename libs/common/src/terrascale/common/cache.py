@@ -75,10 +75,6 @@ class Cache:
             retry_after_seconds=settings.cache_retry_after_seconds,
         )
 
-    @property
-    def available(self) -> bool:
-        return self._down_until is None
-
     def key(self, *parts: object) -> str:
         return self.key_prefix + ":".join(str(part) for part in parts)
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import time
 from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import httpx
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from asgi_lifespan import LifespanManager
@@ -26,6 +30,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_for_health(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll ``/health`` of a server started as a subprocess; fail if it exits or stays down."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail("server exited during start-up")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:  # noqa: PLR2004
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("server did not become healthy")
 
 
 @contextmanager
