@@ -4,13 +4,14 @@ health, tracing and the OpenAPI document, so services only add their own routers
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 from starlette.routing import Route
 
@@ -33,6 +34,10 @@ from terrascale.common.tracing import (
 
 logger = get_logger(__name__)
 
+# A service's own long-lived resource (an HTTP client pool, a pub/sub connection): entered once
+# the shared ones are on app.state, exited after background work stopped and before they close.
+Resource = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
 
 class Banner(BaseModel):
     service: str
@@ -52,38 +57,21 @@ def create_service_app(
     routers: Sequence[APIRouter],
     token_public_key: Ed25519PublicKey | None = None,
     background: Sequence[BackgroundWork] = (),
+    resources: Sequence[Resource] = (),
 ) -> FastAPI:
     """``token_public_key`` verifies access tokens; by default it comes from JWT_PUBLIC_KEY.
-    ``background`` runs beside the HTTP server for the app's lifetime (outbox relay, consumers)."""
+    ``background`` runs beside the HTTP server for the app's lifetime (outbox relay, consumers);
+    ``resources`` are the service's own, which it keeps on ``app.state``."""
     configure_logging(level=settings.log_level, renderer=settings.log_renderer)
     tracer_provider = create_tracer_provider(settings, version=version)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
-        engine = create_engine(settings)
-        redis = create_redis(settings)
-        if tracer_provider is not None:
-            instrument_clients(tracer_provider, engine)
-        app.state.engine = engine
-        app.state.session_factory = create_session_factory(engine)
-        app.state.redis = redis
-        app.state.cache = Cache.from_settings(redis, settings)
-        checks: dict[str, ReadinessCheck] = {"postgres": lambda: ping(engine), "redis": redis.ping}
-        app.state.readiness_checks = checks
-        stop = asyncio.Event()
-        tasks = run_background(app, background, stop)
-        logger.info("service started", service=settings.service_name, version=version)
-        try:
-            yield
-        finally:
-            await stop_background(tasks, stop, grace_seconds=settings.graceful_timeout_seconds)
-            await redis.aclose()
-            await engine.dispose()
-            if tracer_provider is not None:
-                uninstrument_clients()
-                tracer_provider.shutdown()
-            logger.info("service stopped", service=settings.service_name)
-
+    lifespan = _lifespan(
+        settings=settings,
+        version=version,
+        tracer_provider=tracer_provider,
+        resources=resources,
+        background=background,
+    )
     app = FastAPI(
         title=title,
         version=version,
@@ -138,6 +126,53 @@ def create_service_app(
     if tracer_provider is not None:
         instrument_app(app, tracer_provider)
     return app
+
+
+def _lifespan(
+    *,
+    settings: ServiceSettings,
+    version: str,
+    tracer_provider: TracerProvider | None,
+    resources: Sequence[Resource],
+    background: Sequence[BackgroundWork],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Shared resources first, then the service's own, then background work; stopped in the
+    reverse order, so nothing outlives what it uses."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
+        engine = create_engine(settings)
+        redis = create_redis(settings)
+        if tracer_provider is not None:
+            instrument_clients(tracer_provider, engine)
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        app.state.redis = redis
+        app.state.cache = Cache.from_settings(redis, settings)
+        checks: dict[str, ReadinessCheck] = {"postgres": lambda: ping(engine), "redis": redis.ping}
+        app.state.readiness_checks = checks
+        try:
+            async with AsyncExitStack() as own_resources:
+                for resource in resources:
+                    await own_resources.enter_async_context(resource(app))
+                stop = asyncio.Event()
+                tasks = run_background(app, background, stop)
+                logger.info("service started", service=settings.service_name, version=version)
+                try:
+                    yield
+                finally:
+                    await stop_background(
+                        tasks, stop, grace_seconds=settings.graceful_timeout_seconds
+                    )
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+            if tracer_provider is not None:
+                uninstrument_clients()
+                tracer_provider.shutdown()
+            logger.info("service stopped", service=settings.service_name)
+
+    return lifespan
 
 
 def _problems_as_problem_json(schema: dict[str, Any]) -> dict[str, Any]:

@@ -94,9 +94,10 @@ class PostRepository:
         )
         return (await self.session.scalars(statement)).one()
 
-    async def is_visible(self, post_id: int) -> bool:
-        statement = select(Post.id).where(Post.id == post_id, Post.deleted_at.is_(None))
-        return (await self.session.scalar(statement)) is not None
+    async def visible_author(self, post_id: int) -> int | None:
+        """The author of the post, or None if there is no such post or it was deleted."""
+        statement = select(Post.author_id).where(Post.id == post_id, Post.deleted_at.is_(None))
+        return await self.session.scalar(statement)
 
     async def get(self, post_id: int) -> Post | None:
         """The post, deleted or not."""

@@ -93,7 +93,8 @@ async def create_post(
             return claimed
         post_id = claimed
 
-    if reply_to is not None and not await posts.is_visible(reply_to):
+    reply_to_author_id = None if reply_to is None else await posts.visible_author(reply_to)
+    if reply_to is not None and reply_to_author_id is None:
         raise InvalidFieldError(
             ("body", "reply_to"), f"No post with id {reply_to} exists (or it was deleted)."
         )
@@ -115,6 +116,7 @@ async def create_post(
             author_id=author_id,
             text=text,
             reply_to=reply_to,
+            reply_to_author_id=reply_to_author_id,
             mention_ids=[mention.user_id for mention in mentions],
             hashtags=entities.hashtags,
         )

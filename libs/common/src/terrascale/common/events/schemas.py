@@ -95,6 +95,9 @@ class PostCreated(EventData):
     author_id: Id
     text: str
     reply_to: Id | None = None
+    # Optional (added without a new version): the replied-to post's author, so a consumer need
+    # not look the parent up; None when there is no reply_to, or from an older producer.
+    reply_to_author_id: Id | None = None
     mention_ids: list[Id] = Field(default_factory=list[Id])
     hashtags: list[str] = Field(default_factory=list[str])
 

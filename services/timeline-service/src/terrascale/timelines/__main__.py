@@ -1,0 +1,5 @@
+import sys
+
+from terrascale.timelines.cli import main
+
+sys.exit(main())

@@ -1,0 +1,164 @@
+"""Timeline Service rules: fan-out on write, merge on read, rebuild when missing. No HTTP here.
+
+Every step is idempotent (an upsert, a ZADD, a ZREM), so a redelivered event, or one whose
+handler died halfway through its batches, is simply applied again: nothing is lost and nothing
+is doubled. The order of the steps is what keeps concurrent events from missing each other:
+each handler commits its projection row first and only then reads the other side (the author's
+followers, the followee's posts, a rebuilt user's followees), so of two racing changes the
+later reader always sees the earlier writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from terrascale.common.logging import get_logger
+from terrascale.timelines.repository import TimelineRepository
+from terrascale.timelines.store import TimelineStore
+from terrascale.timelines.window import Window
+
+logger = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of post ids, newest first. ``scanned`` is the window's ids before the last
+    check: cursors come from it, so posts dropped by that check do not end paging early."""
+
+    post_ids: list[int]
+    scanned: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Timelines:
+    session_factory: async_sessionmaker[AsyncSession]
+    store: TimelineStore
+    celebrity_follower_threshold: int
+    fanout_batch_size: int
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def post_created(self, *, post_id: int, author_id: int) -> int:
+        """Put the post into the author's followers' timelines, unless the author is a
+        celebrity (then readers merge it in). Returns how many timelines were written."""
+        async with self.session_factory() as session, session.begin():
+            timelines = TimelineRepository(session)
+            fan_out = not await timelines.has_more_followers_than(
+                author_id, self.celebrity_follower_threshold
+            )
+            post = await timelines.remember_post(
+                post_id=post_id, author_id=author_id, fan_out=fan_out
+            )
+        if not post.fanned_out or post.deleted:
+            return 0
+        written = 0
+
+        async def add(followers: Sequence[int]) -> None:
+            nonlocal written
+            written += await self.store.add(followers, [post_id])
+
+        await self._for_each_follower_batch(author_id, add)
+        return written
+
+    async def post_deleted(self, *, post_id: int, author_id: int) -> None:
+        async with self.session_factory() as session, session.begin():
+            was_fanned_out = await TimelineRepository(session).forget_post(
+                post_id=post_id, author_id=author_id
+            )
+        if was_fanned_out:
+
+            async def remove(followers: Sequence[int]) -> None:
+                await self.store.remove(followers, [post_id])
+
+            await self._for_each_follower_batch(author_id, remove)
+
+    async def follow_created(self, *, follower_id: int, followee_id: int) -> None:
+        """Merge the followee's recent posts into the follower's timeline (if they have one)."""
+        async with self.session_factory() as session, session.begin():
+            await TimelineRepository(session).add_follow(
+                follower_id=follower_id, followee_id=followee_id
+            )
+        posts = await self._fanned_out_posts_of(followee_id)
+        await self.store.add([follower_id], posts)
+
+    async def follow_deleted(self, *, follower_id: int, followee_id: int) -> None:
+        """Take the followee's posts out of the follower's timeline. Only the newest
+        ``timeline_max_posts`` can be in it: had the followee that many newer ones, the older
+        ones were trimmed already."""
+        async with self.session_factory() as session, session.begin():
+            await TimelineRepository(session).remove_follow(
+                follower_id=follower_id, followee_id=followee_id
+            )
+        posts = await self._fanned_out_posts_of(followee_id)
+        await self.store.remove([follower_id], posts)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def home(self, user_id: int, window: Window) -> Page:
+        """The window of the user's home timeline: their Redis timeline (rebuilt first if it is
+        missing) merged with their celebrity followees' posts. Without Redis, the whole answer
+        comes from the projections, slower but complete."""
+        try:
+            stored = await self._stored_page(user_id, window)
+        except RedisError as exc:
+            logger.warning("timeline store unavailable; reading the database", error=repr(exc))
+            stored = None
+        async with self.session_factory() as session:
+            timelines = TimelineRepository(session)
+            if stored is None:
+                scanned = await timelines.home_page(user_id, window)
+                return Page(post_ids=scanned, scanned=scanned)
+            scanned = window.select([*stored, *await timelines.merged_posts(user_id, window)])
+            current = await timelines.still_in_home(user_id, scanned)
+        return Page(post_ids=[post for post in scanned if post in current], scanned=scanned)
+
+    async def rebuild(self, user_id: int) -> bool:
+        """Rebuild the user's timeline from the projections; False if it vanished meanwhile.
+        The timeline exists (not ready) before the database is read, so a post committed after
+        that read is fanned out into it rather than missed."""
+        await self.store.begin_rebuild(user_id)
+        async with self.session_factory() as session:
+            posts = await TimelineRepository(session).home_posts(
+                user_id, limit=self.store.max_posts
+            )
+        rebuilt = await self.store.finish_rebuild(user_id, posts)
+        logger.info("home timeline rebuilt", user_id=user_id, posts=len(posts), ok=rebuilt)
+        return rebuilt
+
+    async def _stored_page(self, user_id: int, window: Window) -> list[int] | None:
+        """The Redis part of the page, rebuilding a timeline that is not ready (twice at most:
+        a flush in the middle of a rebuild is worth one retry, not a loop)."""
+        for _ in range(2):
+            page = await self.store.read(user_id, window)
+            if page is not None:
+                return page
+            await self.rebuild(user_id)
+        return await self.store.read(user_id, window)
+
+    async def _fanned_out_posts_of(self, author_id: int) -> list[int]:
+        async with self.session_factory() as session:
+            return await TimelineRepository(session).fanned_out_posts_of(
+                author_id, limit=self.store.max_posts
+            )
+
+    async def _for_each_follower_batch(
+        self, author_id: int, apply: Callable[[Sequence[int]], Awaitable[None]]
+    ) -> None:
+        """Keyset batches, each read in a short transaction of its own: a 10,000-follower
+        fan-out holds no database connection or snapshot while it writes to Redis."""
+        after = 0
+        while True:
+            async with self.session_factory() as session:
+                batch = await TimelineRepository(session).followers_after(
+                    author_id, after=after, limit=self.fanout_batch_size
+                )
+            if not batch:
+                return
+            await apply(batch)
+            if len(batch) < self.fanout_batch_size:
+                return
+            after = batch[-1]
