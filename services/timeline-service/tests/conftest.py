@@ -7,6 +7,7 @@ and they are not packages, so they cannot import from one another without collid
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,7 +18,8 @@ import jwt
 import pytest
 from alembic import command
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 from httpx import ASGITransport, AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy.engine import URL
@@ -98,9 +100,7 @@ def store(redis: Redis, redis_key_prefix: str) -> TimelineStore:
 
 
 @pytest.fixture
-def build_timelines(
-    engine: AsyncEngine, store: TimelineStore
-) -> Callable[..., Timelines]:
+def build_timelines(engine: AsyncEngine, store: TimelineStore) -> Callable[..., Timelines]:
     def build(*, celebrity_follower_threshold: int = 100, fanout_batch_size: int = 7) -> Timelines:
         return Timelines(
             session_factory=create_session_factory(engine),
@@ -149,6 +149,12 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def jwt_public_key() -> str:
+    """The PEM that verifies every token of this session (JWT_PUBLIC_KEY)."""
+    return PUBLIC_KEY_PEM
+
+
 @pytest.fixture
 def auth() -> Callable[[int], dict[str, str]]:
     """Request headers with an access token for ``user_id``, signed as the User Service does."""
@@ -170,3 +176,57 @@ def auth() -> Callable[[int], dict[str, str]]:
         return {"Authorization": f"Bearer {token}"}
 
     return headers
+
+
+POSTS = {
+    11: {"id": "11", "author_id": "1"},
+    12: {"id": "12", "author_id": "2"},
+    13: {"id": "13", "author_id": "1"},
+}
+AUTHORS = {1: {"id": "1", "username": "ada"}, 2: {"id": "2", "username": "bob"}}
+
+
+def _post(post_id: int) -> dict[str, Any]:
+    return {
+        **POSTS[post_id],
+        "text": f"post {post_id}",
+        "reply_to": None,
+        "mentions": [],
+        "hashtags": [],
+        "urls": [],
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC).isoformat(),
+    }
+
+
+def _upstream(mode: str) -> FastAPI:
+    """One app answering as both upstreams; ``mode`` says how it misbehaves."""
+    app = FastAPI()
+
+    @app.get("/posts")
+    async def posts(ids: str) -> Response:
+        if mode == "posts-fail":
+            return Response(status_code=500)
+        if mode == "posts-garbage":
+            return Response(content=b'{"not": "a list"}', media_type="application/json")
+        if mode == "posts-slow":
+            await asyncio.sleep(1)
+        wanted = [int(part) for part in ids.split(",")]
+        body = [_post(post_id) for post_id in wanted if post_id in POSTS]
+        return JSONResponse(body)
+
+    @app.get("/users")
+    async def users(ids: str) -> Response:
+        if mode == "users-fail":
+            return Response(status_code=503)
+        body = [AUTHORS[int(part)] for part in ids.split(",") if int(part) in AUTHORS]
+        return JSONResponse(body)
+
+    return app
+
+
+@pytest.fixture
+def upstream_app() -> Callable[[str], FastAPI]:
+    """Builds a stand-in for the Post and User Services' batch reads (one app answers both):
+    ``ok``, or a way to fail (``posts-fail``, ``posts-garbage``, ``posts-slow``, ``users-fail``).
+    The real services are hydrated against in the suite of the whole system (tests/)."""
+    return _upstream

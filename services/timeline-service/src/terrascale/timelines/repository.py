@@ -130,7 +130,7 @@ class TimelineRepository:
             .where(~KnownPost.fanned_out, ~KnownPost.deleted),
             window,
         )
-        return list(await self.session.scalars(statement))
+        return await self._newest_first(statement, window)
 
     async def still_in_home(self, user_id: int, post_ids: Sequence[int]) -> set[int]:
         """Which of these posts belong in the user's home timeline now: known, not deleted,
@@ -165,7 +165,11 @@ class TimelineRepository:
             .where(~KnownPost.deleted),
             window,
         )
-        return list(await self.session.scalars(statement))
+        return await self._newest_first(statement, window)
+
+    async def _newest_first(self, statement: Select[tuple[int]], window: Window) -> list[int]:
+        ids = list(await self.session.scalars(statement))
+        return ids[::-1] if window.from_oldest else ids
 
 
 def _within(statement: Select[tuple[int]], window: Window) -> Select[tuple[int]]:
