@@ -13,11 +13,18 @@ from pydantic_settings import BaseSettings
 from terrascale.common.events import EventSettings
 from terrascale.graph.config import GraphSettings
 from terrascale.posts.config import PostSettings
+from terrascale.timelines.config import TimelineSettings
 from terrascale.users.config import UserSettings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
 ASSIGNMENT = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(\S*)")
-SETTINGS: list[type[BaseSettings]] = [UserSettings, GraphSettings, PostSettings, EventSettings]
+SETTINGS: list[type[BaseSettings]] = [
+    UserSettings,
+    GraphSettings,
+    PostSettings,
+    TimelineSettings,
+    EventSettings,
+]
 
 
 def documented() -> dict[str, tuple[str, bool]]:

@@ -3,3 +3,5 @@
 -- terrascale_users is created by POSTGRES_DB.
 CREATE DATABASE terrascale_graph;
 CREATE DATABASE terrascale_posts;
+CREATE DATABASE terrascale_timelines;
+CREATE DATABASE terrascale_notifications;

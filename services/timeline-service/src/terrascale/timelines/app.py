@@ -35,9 +35,7 @@ the signed-in user's access token. Ids are 64-bit and sent as strings. Errors ar
 SECONDS_PER_DAY = 86_400
 
 
-def create_app(
-    settings: TimelineSettings | None = None, events: EventSettings | None = None
-) -> FastAPI:
+def create_app(settings: TimelineSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = create_service_app(
         settings=settings,

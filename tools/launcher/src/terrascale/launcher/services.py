@@ -19,4 +19,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("user-service", "terrascale.users", 5000, "terrascale_users", signs_tokens=True),
     ServiceSpec("graph-service", "terrascale.graph", 5001, "terrascale_graph", has_worker=True),
     ServiceSpec("post-service", "terrascale.posts", 5002, "terrascale_posts", has_worker=True),
+    ServiceSpec(
+        "timeline-service", "terrascale.timelines", 5003, "terrascale_timelines", has_worker=True
+    ),
+    ServiceSpec(
+        "notification-service",
+        "terrascale.notifications",
+        5004,
+        "terrascale_notifications",
+        has_worker=True,
+    ),
 )

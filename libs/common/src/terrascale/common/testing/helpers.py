@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from asgi_lifespan import LifespanManager
@@ -64,6 +66,29 @@ async def serve_app(app: FastAPI) -> AsyncGenerator[AsyncClient]:
         AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as client,
     ):
         yield client
+
+
+@asynccontextmanager
+async def serve_over_http(app: FastAPI, *, port: int | None = None) -> AsyncGenerator[str]:
+    """Run the app (lifespan included) in a real Uvicorn server on loopback, in this event loop;
+    yields its base URL. For what in-process transports cannot do: streaming responses, and
+    services calling each other by URL."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()  # raises what stopped it
+                raise RuntimeError("the server stopped before it started")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
 
 
 def log_events(output: str, event: str) -> list[dict[str, Any]]:
