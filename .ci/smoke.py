@@ -3,12 +3,14 @@
 Starts ``python3 dev.py up`` on a fresh data folder (embedded PostgreSQL and Valkey), waits for
 every service, puts the compose file's nginx gateway configuration in front of them, and plays
 the social flow through it: two sign-ups and sign-ins, a follow, a post with a mention and a
-hashtag, then the follower list, the user timeline and the post. Schemathesis then fuzzes each
-service's OpenAPI document. Finally it presses Ctrl-C and checks nothing is left running.
+hashtag, then the follower list, the user timeline, the post, the follower's home timeline, both
+users' notifications and the live notification stream. Schemathesis then fuzzes each service's
+OpenAPI document, signed in. Finally it presses Ctrl-C and checks nothing is left running.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -27,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICE_PORTS = {"user-service": 5000, "graph-service": 5001, "post-service": 5002}
+SERVICE_PORTS = {
+    "user-service": 5000,
+    "graph-service": 5001,
+    "post-service": 5002,
+    "timeline-service": 5003,
+    "notification-service": 5004,
+}
 EXCLUDED_CHECKS = {"post-service": ["--exclude-checks", "ensure_resource_availability"]}
 
 
@@ -117,7 +125,30 @@ def eventually(check: Any, what: str, seconds: float = 10) -> Any:
         time.sleep(0.1)
 
 
-def social_flow(base: str) -> None:
+def first_stream_event(base: str, token: str) -> dict[str, str]:
+    """The first event of the live notification stream, resumed from the start."""
+    url = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    connection.request(
+        "GET",
+        "/notifications/stream",
+        headers={"Authorization": f"Bearer {token}", "Last-Event-ID": "0"},
+    )
+    response = connection.getresponse()
+    assert response.status == 200, response.status
+    assert response.headers["content-type"].startswith("text/event-stream")
+    event: dict[str, str] = {}
+    try:
+        while line := response.readline().decode().rstrip("\r\n"):
+            field, _, value = line.partition(":")
+            event[field] = value.strip()
+    finally:
+        connection.close()
+    return event
+
+
+def social_flow(base: str) -> str:
+    """Plays the flow through the gateway; returns an access token for the fuzzers."""
     suffix = uuid.uuid4().hex[:8]
     ada, bob = f"ada_{suffix}", f"bob_{suffix}"
     ids, tokens = {}, {}
@@ -171,10 +202,36 @@ def social_flow(base: str) -> None:
     )
     assert status == 200, cached
     assert cached["username"] == ada, cached
-    print("smoke: sign-up, sign-in, follow, post, followers, timeline: through the gateway")
+
+    started = time.monotonic()
+    _, home = eventually(
+        lambda: (r := call(base, "GET", "/timelines/home", token=tokens[ada])) and r[1] and r,
+        "the post in the follower's home timeline",
+    )
+    print(f"smoke: post in the home timeline after {time.monotonic() - started:.2f}s", flush=True)
+    assert home[0]["id"] == post["id"], home
+    assert home[0]["author"]["username"] == bob, home
+    _, mentions = eventually(
+        lambda: (r := call(base, "GET", "/notifications", token=tokens[ada])) and r[1] and r,
+        "the mention notification",
+    )
+    assert (mentions[0]["kind"], mentions[0]["post_id"]) == ("mention", post["id"]), mentions
+    _, follows = eventually(
+        lambda: (r := call(base, "GET", "/notifications", token=tokens[bob])) and r[1] and r,
+        "the follow notification",
+    )
+    assert (follows[0]["kind"], follows[0]["actor_id"]) == ("follow", ids[ada]), follows
+    event = first_stream_event(base, tokens[ada])
+    assert event["event"] == "notification", event
+    assert json.loads(event["data"])["post_id"] == post["id"], event
+    print(
+        "smoke: sign-up, sign-in, follow, post, followers, timelines, notifications and the "
+        "live stream: through the gateway"
+    )
+    return tokens[ada]
 
 
-def schemathesis_command(name: str, port: int) -> list[str]:
+def schemathesis_command(name: str, port: int, token: str) -> list[str]:
     """Each service's schemathesis.toml declares the answers its schema cannot express."""
     command = ["uv", "run", "--frozen", "schemathesis"]
     config = ROOT / "services" / name / "schemathesis.toml"
@@ -182,6 +239,7 @@ def schemathesis_command(name: str, port: int) -> list[str]:
         command += ["--config-file", str(config)]
     command += ["run", f"http://127.0.0.1:{port}/openapi.json", "--checks", "all"]
     command += ["--max-examples", "50", "--seed", "1"]
+    command += ["--header", f"Authorization: Bearer {token}"]
     # Explained in the post service's schemathesis.toml (a CLI list overrides the file's).
     return command + EXCLUDED_CHECKS.get(name, [])
 
@@ -214,10 +272,10 @@ def main() -> int:
         seconds = wait_until_ready(process, timeout=180)
         print(f"smoke: every service ready {seconds:.1f}s after the start command", flush=True)
         gateway, base = start_gateway(data_dir)
-        social_flow(base)
+        token = social_flow(base)
         for name, port in SERVICE_PORTS.items():
             print(f"smoke: schemathesis against {name}", flush=True)
-            subprocess.run(schemathesis_command(name, port), cwd=ROOT, check=True)
+            subprocess.run(schemathesis_command(name, port, token), cwd=ROOT, check=True)
     finally:
         if gateway is not None:
             gateway.terminate()

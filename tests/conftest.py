@@ -10,9 +10,10 @@ from contextlib import AsyncExitStack, ExitStack
 import httpx
 import pytest
 from alembic import command
-from e2e_system import System
+from redis.asyncio import Redis
 from sqlalchemy.engine import URL
 
+from e2e_system import System
 from terrascale.common.events import EventSettings
 from terrascale.common.keys import generate_private_key_pem, load_private_key, public_key_pem
 from terrascale.common.migrations import alembic_config
@@ -63,11 +64,18 @@ def system_overrides() -> dict[str, dict[str, object]]:
 
 
 @pytest.fixture
+def system_workers() -> tuple[str, ...]:
+    """The services whose event workers run (override to leave some out)."""
+    return ("graph", "posts", "timelines", "notifications")
+
+
+@pytest.fixture
 async def system(
     databases: dict[str, URL],
     test_servers: ServerAddresses,
     redis_key_prefix: str,
     system_overrides: dict[str, dict[str, object]],
+    system_workers: tuple[str, ...],
 ) -> AsyncGenerator[System]:
     private_pem = generate_private_key_pem()
     ports = {name: free_port() for name in MIGRATIONS}
@@ -103,12 +111,12 @@ async def system(
         "timelines": timeline_app.create_app(timelines),
         "notifications": notification_app.create_app(notifications),
     }
-    workers = [
-        graph_app.create_worker(graph, events),
-        post_app.create_worker(posts, events),
-        timeline_app.create_worker(timelines, events),
-        notification_app.create_worker(notifications, events),
-    ]
+    workers = {
+        "graph": lambda: graph_app.create_worker(graph, events),
+        "posts": lambda: post_app.create_worker(posts, events),
+        "timelines": lambda: timeline_app.create_worker(timelines, events),
+        "notifications": lambda: notification_app.create_worker(notifications, events),
+    }
     async with AsyncExitStack() as stack:
         clients: dict[str, httpx.AsyncClient] = {}
         for name, app in apps.items():
@@ -120,12 +128,18 @@ async def system(
                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
                 )
             )
-        for worker in workers:
-            await stack.enter_async_context(serve_app(worker))
+        for name in system_workers:
+            await stack.enter_async_context(serve_app(workers[name]()))
+        redis = Redis(
+            host=test_servers.redis.host, port=test_servers.redis.port, db=test_servers.redis.db
+        )
+        stack.push_async_callback(redis.aclose)
         yield System(
             **clients,
             user_settings=users,
             timeline_settings=timelines,
+            redis=redis,
+            event_key_prefix=redis_key_prefix,
             databases=databases,
             private_key_pem=private_pem,
         )

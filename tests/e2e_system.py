@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jwt
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -33,8 +34,41 @@ class System:
     notifications: httpx.AsyncClient
     user_settings: UserSettings
     timeline_settings: TimelineSettings
+    redis: Redis
+    event_key_prefix: str
     databases: dict[str, URL]
     private_key_pem: str
+
+    async def quiesce(self, seconds: float = 600) -> None:
+        """Wait until every event made so far has been handled: each outbox is published and
+        each consumer group of each stream has nothing unread and nothing pending."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not await self._quiet():
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"events still in flight after {seconds}s")
+            await asyncio.sleep(0.5)
+
+    async def _quiet(self) -> bool:
+        for url in self.databases.values():
+            engine = create_async_engine(url, poolclass=NullPool)
+            try:
+                async with engine.connect() as connection:
+                    has_outbox = await connection.scalar(
+                        text("SELECT to_regclass('outbox_event') IS NOT NULL")
+                    )
+                    unpublished = has_outbox and await connection.scalar(
+                        text("SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
+                    )
+            finally:
+                await engine.dispose()
+            if unpublished:
+                return False
+        pattern = f"{self.event_key_prefix}events:*"
+        async for key in self.redis.scan_iter(match=pattern, count=1000, _type="stream"):
+            for group in await self.redis.xinfo_groups(key):
+                if group["pending"] or group["lag"]:
+                    return False
+        return True
 
     async def wait_until_posts_know(self, user_id: int | str, seconds: float = 15) -> None:
         """Mentions resolve against the Post Service's copy of the users, which user.created

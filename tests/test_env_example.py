@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings
 
 from terrascale.common.events import EventSettings
 from terrascale.graph.config import GraphSettings
+from terrascale.notifications.config import NotificationSettings
 from terrascale.posts.config import PostSettings
 from terrascale.timelines.config import TimelineSettings
 from terrascale.users.config import UserSettings
@@ -23,6 +24,7 @@ SETTINGS: list[type[BaseSettings]] = [
     GraphSettings,
     PostSettings,
     TimelineSettings,
+    NotificationSettings,
     EventSettings,
 ]
 

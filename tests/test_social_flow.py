@@ -12,9 +12,9 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from e2e_system import System
 from httpx import Response
 
+from e2e_system import System
 from terrascale.common.events import ConsumerRunner, Envelope, EventSettings, connect_bus
 
 

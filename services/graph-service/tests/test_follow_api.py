@@ -352,3 +352,66 @@ async def test_without_a_public_key_writes_fail_loudly_and_reads_work(
         capsys.readouterr().out,
         "JWT_PUBLIC_KEY is not set; follow and unfollow will fail until it is",
     )
+
+
+# --- following several users at once ---------------------------------------------------------
+
+
+async def test_follow_many_follows_each_once_with_events_and_counts(
+    client: AsyncClient, known_user: KnownUser, auth: Auth, sql: Sql
+) -> None:
+    alice, bob, carol, dave = [await known_user() for _ in range(4)]
+    await client.put(f"/users/{carol}/following/{alice}", headers=auth(carol))
+    await client.put(f"/users/{alice}/following/{dave}", headers=auth(alice))
+    response = await client.post(
+        f"/users/{alice}/following",
+        json={"user_ids": [str(bob), carol, str(bob), dave]},
+        headers=auth(alice),
+    )
+    assert response.status_code == 200, response.text
+    assert [(item["target_id"], item["followed_by"]) for item in response.json()] == [
+        (str(bob), False),
+        (str(carol), True),
+        (str(dave), False),
+    ]
+    assert all(item["following"] for item in response.json())
+    # Dave was followed already: no second event, no second count.
+    assert await outbox(sql, alice, bob) == ["follow.created"]
+    assert await outbox(sql, alice, dave) == ["follow.created"]
+    assert (await client.get(f"/users/{alice}/counts")).json()["following"] == 3
+    for followee in (bob, carol, dave):
+        assert (await client.get(f"/users/{followee}/counts")).json()["followers"] == 1
+
+
+async def test_follow_many_is_all_or_nothing(
+    client: AsyncClient, known_user: KnownUser, auth: Auth, user_service: Any, sql: Sql
+) -> None:
+    alice, bob = await known_user(), await known_user()
+    missing = 9_000_000_000_123
+    response = await client.post(
+        f"/users/{alice}/following", json={"user_ids": [bob, missing]}, headers=auth(alice)
+    )
+    assert_problem(response, status=404, slug="user-not-found")
+    assert await outbox(sql, alice, bob) == []
+    assert (await client.get(f"/users/{alice}/counts")).json()["following"] == 0
+
+    myself = await client.post(
+        f"/users/{alice}/following", json={"user_ids": [bob, alice]}, headers=auth(alice)
+    )
+    assert_problem(myself, status=422, slug="self-follow")
+
+
+async def test_follow_many_rejects_bad_requests(
+    client: AsyncClient, known_user: KnownUser, auth: Auth
+) -> None:
+    alice, bob = await known_user(), await known_user()
+    path = f"/users/{alice}/following"
+    assert_problem(await client.post(path, json={"user_ids": [bob]}), status=401)
+    assert_problem(await client.post(path, json={"user_ids": [bob]}, headers=auth(bob)), status=403)
+    for body in ({"user_ids": []}, {"user_ids": ["x"]}, {"ids": [bob]}, [bob]):
+        problem = assert_problem(
+            await client.post(path, json=body, headers=auth(alice)), status=422
+        )
+        assert problem["errors"]
+    too_many = {"user_ids": list(range(1, 102))}
+    assert_problem(await client.post(path, json=too_many, headers=auth(alice)), status=422)

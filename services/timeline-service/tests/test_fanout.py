@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from redis.asyncio import Redis
-from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from terrascale.timelines.service import Timelines
 from terrascale.timelines.store import TimelineStore

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import (
@@ -75,21 +76,7 @@ class FollowRepository:
             [(follower_id, "following"), (followee_id, "followers")], key=lambda c: c[0]
         )
         if delta > 0:
-            # A multi-row INSERT takes its rows in order; the first follow creates the row.
-            rows = [
-                {"user_id": user_id, "followers": 0, "following": 0, column: delta}
-                for user_id, column in changes
-            ]
-            statement = pg_insert(FollowCount).values(rows)
-            await self.session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["user_id"],
-                    set_={
-                        "followers": FollowCount.followers + statement.excluded.followers,
-                        "following": FollowCount.following + statement.excluded.following,
-                    },
-                )
-            )
+            await self.count_new_follows(follower_id=follower_id, followee_ids=[followee_id])
             return
         # A counted edge existed, so both rows do; an upsert would check a negative row first.
         for user_id, column in changes:
@@ -99,6 +86,28 @@ class FollowRepository:
                 .where(FollowCount.user_id == user_id)
                 .values({column: counter + delta})
             )
+
+    async def count_new_follows(self, *, follower_id: int, followee_ids: Sequence[int]) -> None:
+        """Count edges just inserted: the follower follows ``len(followee_ids)`` more users, each
+        followee has one more follower. One multi-row upsert, rows in id order, so every
+        transaction locks counter rows in the same order and none can deadlock another; the
+        first follow creates a row."""
+        deltas: dict[int, tuple[int, int]] = dict.fromkeys(followee_ids, (1, 0))
+        deltas[follower_id] = (0, len(followee_ids))
+        rows = [
+            {"user_id": user_id, "followers": followers, "following": following}
+            for user_id, (followers, following) in sorted(deltas.items())
+        ]
+        statement = pg_insert(FollowCount).values(rows)
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["user_id"],
+                set_={
+                    "followers": FollowCount.followers + statement.excluded.followers,
+                    "following": FollowCount.following + statement.excluded.following,
+                },
+            )
+        )
 
     async def relationship(self, *, user_id: int, other_id: int) -> tuple[bool, bool]:
         """(user follows other, other follows user), both read from rows ``user_id`` owns."""

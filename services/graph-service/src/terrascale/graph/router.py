@@ -19,7 +19,7 @@ from terrascale.graph.deps import (
     UserDirectoryDep,
     UserIdPath,
 )
-from terrascale.graph.schemas import FollowCounts, FollowPage, Relationship
+from terrascale.graph.schemas import FollowCounts, FollowMany, FollowPage, Relationship
 
 router = APIRouter(prefix="/users", tags=["graph"])
 
@@ -65,6 +65,34 @@ async def follow(
         directory=directory,
         user_id=user_id,
         target_id=target_id,
+    )
+
+
+@router.post(
+    "/{user_id}/following",
+    summary="Follow several users at once (a follow-list import; idempotent)",
+    description="`user_id` must be the signed-in user. All or nothing: one unknown user and "
+    "none is followed. Each new follow emits `follow.created` as a single follow does. The "
+    "answer has one relationship per distinct id, in the order given.",
+    responses=problem_responses(401, 403, 404, 422, 503),
+    operation_id="follow_many",
+)
+async def follow_many(
+    *,
+    user_id: UserIdPath,
+    body: FollowMany,
+    caller: CurrentUserId,
+    follows: FollowRepositoryDep,
+    known_users: KnownUserRepositoryDep,
+    directory: UserDirectoryDep,
+) -> list[Relationship]:
+    _ensure_own_graph(caller, user_id)
+    return await graph_service.follow_many(
+        follows=follows,
+        known_users=known_users,
+        directory=directory,
+        user_id=user_id,
+        target_ids=body.user_ids,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from terrascale.common.ids import Id
 
@@ -14,6 +14,19 @@ class Relationship(BaseModel):
     target_id: Id
     following: bool = Field(description="True when user_id follows target_id.")
     followed_by: bool = Field(description="True when target_id follows user_id.")
+
+
+MAX_FOLLOWS_PER_REQUEST = 100
+
+
+class FollowMany(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_ids: list[Id] = Field(
+        min_length=1,
+        max_length=MAX_FOLLOWS_PER_REQUEST,
+        description=f"1-{MAX_FOLLOWS_PER_REQUEST} users to follow; repeats count once.",
+    )
 
 
 class FollowItem(BaseModel):

@@ -3,6 +3,8 @@ No HTTP here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from terrascale.common.events import Envelope, FollowCreated, FollowDeleted, UserCreated
 from terrascale.common.ids import decode_id
 from terrascale.graph.directory import UserDirectory
@@ -46,6 +48,40 @@ async def follow(
     return Relationship(
         user_id=user_id, target_id=target_id, following=True, followed_by=followed_by
     )
+
+
+async def follow_many(
+    *,
+    follows: FollowRepository,
+    known_users: KnownUserRepository,
+    directory: UserDirectory,
+    user_id: int,
+    target_ids: Sequence[int],
+) -> list[Relationship]:
+    """Follow several users in one transaction (a follow-list import): all or nothing, each
+    follow exactly as ``follow`` makes it (same rows, same event), counters in one statement."""
+    targets = list(dict.fromkeys(target_ids))
+    if user_id in targets:
+        raise SelfFollowError("A user cannot follow themselves.")
+    # In id order: remembering a user inserts a row that concurrent imports may insert too, and
+    # one order for every transaction means none waits on another in a cycle (a deadlock).
+    for target_id in sorted(targets):
+        await ensure_user_exists(known_users=known_users, directory=directory, user_id=target_id)
+    answers: list[Relationship] = []
+    inserted: list[int] = []
+    for target_id in targets:
+        _, followed_by = await follows.relationship(user_id=user_id, other_id=target_id)
+        if await follows.insert(follower_id=user_id, followee_id=target_id):
+            await follows.record(FollowCreated(follower_id=user_id, followee_id=target_id))
+            inserted.append(target_id)
+        answers.append(
+            Relationship(
+                user_id=user_id, target_id=target_id, following=True, followed_by=followed_by
+            )
+        )
+    if inserted:  # last before the commit, as in follow
+        await follows.count_new_follows(follower_id=user_id, followee_ids=inserted)
+    return answers
 
 
 async def unfollow(

@@ -77,11 +77,14 @@ class Timelines:
             await self._for_each_follower_batch(author_id, remove)
 
     async def follow_created(self, *, follower_id: int, followee_id: int) -> None:
-        """Merge the followee's recent posts into the follower's timeline (if they have one)."""
+        """Merge the followee's recent posts into the follower's timeline, if they have one (a
+        rebuild that makes one later reads the edge committed here)."""
         async with self.session_factory() as session, session.begin():
             await TimelineRepository(session).add_follow(
                 follower_id=follower_id, followee_id=followee_id
             )
+        if not await self.store.exists(follower_id):
+            return
         posts = await self._fanned_out_posts_of(followee_id)
         await self.store.add([follower_id], posts)
 

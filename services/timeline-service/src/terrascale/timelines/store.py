@@ -83,6 +83,9 @@ class TimelineStore:
                 pipe.zrem(self.key(user_id), *post_ids)
             await pipe.execute()
 
+    async def exists(self, user_id: int) -> bool:
+        return bool(await self.redis.exists(self.key(user_id)))
+
     async def begin_rebuild(self, user_id: int) -> None:
         """Make the timeline exist (not ready) so fan-out writes reach it from now on; the
         caller reads the database only after this returns."""

@@ -1,0 +1,5 @@
+import sys
+
+from terrascale.notifications.cli import main
+
+sys.exit(main())
