@@ -47,3 +47,31 @@ async def test_without_the_user_service_posts_come_without_authors(hydrator: Hyd
 async def test_a_failing_post_service_is_a_503(hydrator: Hydrator) -> None:
     with pytest.raises(PostServiceUnavailableError):
         await hydrator.hydrate([11])
+
+
+class _ClosesFirstConnection(httpx.AsyncBaseTransport):
+    """The upstream closed the pooled connection just as the first request reused it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.failures = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failures == 0:
+            self.failures += 1
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_connection_closed_under_a_request_is_retried_once(
+    upstream_app: Callable[[str], FastAPI],
+) -> None:
+    inner = httpx.ASGITransport(app=upstream_app("ok"))
+    async with (
+        httpx.AsyncClient(transport=_ClosesFirstConnection(inner), base_url="http://p") as posts,
+        httpx.AsyncClient(transport=_ClosesFirstConnection(inner), base_url="http://u") as users,
+    ):
+        page = await Hydrator(posts=posts, users=users, timeout_seconds=1).hydrate([11])
+    assert [(post.id, post.author.username if post.author else None) for post in page] == [
+        (11, "ada")
+    ]

@@ -86,7 +86,10 @@ def _open_user_directory(app: FastAPI, settings: GraphSettings) -> None:
         async with httpx.AsyncClient(
             base_url=str(settings.user_service_url),
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+            # Idle connections go before the User Service's 5 s keep-alive closes them.
+            limits=httpx.Limits(
+                max_connections=50, max_keepalive_connections=10, keepalive_expiry=3.0
+            ),
         ) as client:
             app.state.user_directory = UserDirectory(client=client, timeout_seconds=timeout)
             async with shared_lifespan(app):  # it keeps its resources on app.state, no state

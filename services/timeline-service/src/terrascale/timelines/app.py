@@ -103,7 +103,11 @@ def _hydrator(settings: TimelineSettings) -> Resource:
     @asynccontextmanager
     async def open_clients(app: FastAPI) -> AsyncGenerator[None]:
         timeout = httpx.Timeout(settings.upstream_timeout_seconds)
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        # Idle connections are dropped before the upstream's 5 s keep-alive ends, so the pool
+        # rarely hands out one the server is closing.
+        limits = httpx.Limits(
+            max_connections=100, max_keepalive_connections=20, keepalive_expiry=3.0
+        )
         async with (
             httpx.AsyncClient(
                 base_url=str(settings.post_service_url), timeout=timeout, limits=limits

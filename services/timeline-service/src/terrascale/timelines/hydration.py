@@ -72,7 +72,12 @@ class Hydrator:
         try:
             # httpx's timeout applies to each phase; this bounds the whole call.
             async with asyncio.timeout(self.timeout_seconds):
-                response = await client.get(path, params=params, headers=headers)
+                try:
+                    response = await client.get(path, params=params, headers=headers)
+                except httpx.RemoteProtocolError:
+                    # A pooled connection the server closed as we reused it: the GET is safe
+                    # to send again, once, on a fresh connection.
+                    response = await client.get(path, params=params, headers=headers)
         except (httpx.HTTPError, TimeoutError) as exc:
             logger.warning("upstream unreachable", upstream=str(client.base_url), error=repr(exc))
             raise UpstreamError from exc
