@@ -11,8 +11,9 @@ the moment a post lands in a timeline:
 3. ``GET /timelines/home`` under closed-loop load: ``--concurrency`` clients, random followers,
    ``--seconds`` long; req/s, p50 / p99.
 
-Usage (the system's Redis must be reachable: start it with REDIS_HOST set, or pass the embedded
-server's address):
+Usage, with the system started by ``python3 dev.py up`` (its signing key is read from .data/;
+its Redis must be reachable: start it with REDIS_HOST set, or pass the embedded server's
+address):
     uv run python bench/timelines/run.py --redis-url redis://127.0.0.1:6379/0
 """
 
@@ -33,7 +34,7 @@ from redis.asyncio import Redis
 from terrascale.common.auth import ACCESS_TOKEN_TYPE, ALGORITHM
 from terrascale.common.keys import load_private_key
 
-DEV_KEY = Path(".data/jwt/jwt_private_key")
+DEV_KEY = Path(".data/jwt/signing-key.pem")
 
 
 class Tokens:
