@@ -7,22 +7,32 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from httpx import AsyncClient
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from terrascale.common.events import (
+    ConsumerRunner,
     Envelope,
     EventBus,
     EventSettings,
     FollowCreated,
     FollowDeleted,
     PostCreated,
+    connect_bus,
 )
 from terrascale.common.testing.helpers import serve_app
 from terrascale.common.testing.plugin import ServerAddresses
 from terrascale.notifications.app import create_worker
 from terrascale.notifications.config import NotificationSettings
-from terrascale.notifications.wakeups import channel_for
+from terrascale.notifications.consumer import (
+    CATEGORIES,
+    CONSUMER_GROUP,
+    notification_events_handler,
+)
+from terrascale.notifications.repository import NotificationRepository
+from terrascale.notifications.wakeups import WakeUpPublisher, channel_for
 
 from .conftest import Auth, Eventually, Sql
 
@@ -161,3 +171,71 @@ async def test_invalid_events_are_dead_lettered(
             return bool(await bus.dead_letters("post"))
 
         await eventually(dead)
+
+
+async def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: NotificationSettings,
+    event_settings: EventSettings,
+    engine: AsyncEngine,
+    test_servers: ServerAddresses,
+    new_id: Callable[[], int],
+    sql: Sql,
+) -> None:
+    """A post mentioning 30 people; the worker dies after storing 10 of them, inside its
+    transaction. Another worker takes the event over: each person ends with one mention."""
+    # A dead worker's partitions and messages are taken over after this idle time.
+    event_settings = event_settings.model_copy(update={"event_claim_idle_seconds": 1.0})
+    bus = await connect_bus(event_settings, settings)
+    author, post_id = new_id(), new_id()
+    mentioned = [new_id() for _ in range(30)]
+    session_factory = async_sessionmaker(engine, expire_on_commit=False)
+    address = test_servers.redis
+    redis = Redis(host=address.host, port=address.port, db=address.db)
+    publisher = WakeUpPublisher(redis, key_prefix=event_settings.event_key_prefix)
+    stalled = asyncio.Event()
+    real_add = NotificationRepository.add
+    added = 0
+
+    async def add_then_die(self: NotificationRepository, draft: Any) -> int | None:
+        nonlocal added
+        if added == 10:
+            stalled.set()
+            await asyncio.Event().wait()
+        added += 1
+        return await real_add(self, draft)
+
+    def runner(name: str) -> ConsumerRunner:
+        return ConsumerRunner(
+            bus,
+            group=CONSUMER_GROUP,
+            categories=CATEGORIES,
+            handler=notification_events_handler(session_factory, publisher),
+            settings=event_settings,
+            consumer=name,
+        )
+
+    monkeypatch.setattr(NotificationRepository, "add", add_then_die)
+    crashing = asyncio.create_task(runner("first").run_until(asyncio.Event()))
+    await bus.publish([posted(post_id, author, mention_ids=mentioned)])
+    await asyncio.wait_for(stalled.wait(), timeout=10)
+    crashing.cancel()  # a crash: the transaction rolls back, nothing is acknowledged
+    await asyncio.gather(crashing, return_exceptions=True)
+    monkeypatch.setattr(NotificationRepository, "add", real_add)
+
+    stop = asyncio.Event()
+    takeover = asyncio.create_task(runner("second").run_until(stop))
+    try:
+        for _ in range(200):
+            rows = await sql("SELECT count(*) FROM notification WHERE subject_id = :p", p=post_id)
+            if rows[0][0] == len(mentioned):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await takeover
+        await redis.aclose()
+        await bus.close()
+    for recipient in mentioned:
+        assert await stored(sql, recipient) == [(1, "mention", author, post_id)]
