@@ -187,6 +187,9 @@ async def reed98(system: System) -> Reed98:
         return int(response.json()["id"])
 
     ids = await bounded(sign_up(node) for node in range(node_count))
+    # Once the Graph Service's projection knows every user (user.created), imports only insert
+    # edges; before, concurrent imports would all ask the User Service about the same users.
+    await system.quiesce()
     graph = Reed98(system, ids, Oracle())
     friends: defaultdict[int, list[int]] = defaultdict(list)
     for u, v in edges:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from terrascale.common.events import (
     ConsumerRunner,
@@ -86,3 +88,30 @@ async def test_stopping_during_an_outage_leaves_the_message_for_later(
     outcome, reason = await processing
     assert outcome is Outcome.RETRY  # not dead, even on the last delivery
     assert "database down" in reason
+
+
+async def test_a_statement_the_busy_database_cancelled_is_waited_out(
+    redis_bus: RedisStreamsBus, event_settings: EventSettings, engine: AsyncEngine
+) -> None:
+    """PostgreSQL cancelling a statement (statement_timeout) means "too busy now": retried in
+    place like an outage, not counted towards the dead-letter limit."""
+    attempts = 0
+
+    async def handle(envelope: Envelope) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            async with engine.connect() as connection:
+                await connection.execute(text("SET statement_timeout = '20ms'"))
+                await connection.execute(text("SELECT pg_sleep(1)"))
+
+    runner = ConsumerRunner(
+        redis_bus, group="g", categories=["user"], handler=handle, settings=event_settings
+    )
+    payload = user_event(1, 0).to_json()
+    last_delivery = event_settings.event_max_deliveries
+    assert await runner.process(Received(payload, last_delivery, "stream", "1-0")) == (
+        Outcome.ACK,
+        "",
+    )
+    assert attempts == 2

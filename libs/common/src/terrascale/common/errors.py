@@ -203,12 +203,30 @@ DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# SQLSTATEs of a statement PostgreSQL gave up on (statement_timeout, lock_timeout): the database
+# is too busy right now, which a retry can fix; it says nothing wrong about the request.
+DATABASE_BUSY_SQLSTATES = frozenset({"57014", "55P03"})
+
+
+def is_database_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and (
+        getattr(exc.orig, "sqlstate", None) in DATABASE_BUSY_SQLSTATES
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
+    if is_database_busy(exc):
+        return await _database_unavailable(request, exc)
+    return await _unexpected_error(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for error_type in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _database_unavailable)
+    app.add_exception_handler(sqlalchemy.exc.DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from terrascale.common.errors import DATABASE_UNAVAILABLE_ERRORS
+from terrascale.common.errors import DATABASE_UNAVAILABLE_ERRORS, is_database_busy
 from terrascale.common.events.bus import EventBus, Outcome, Received
 from terrascale.common.events.envelope import Envelope, trace_context
 from terrascale.common.events.outbox import mark_processed_once
@@ -144,9 +144,9 @@ class ConsumerRunner:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 return _dead_letter(str(exc), stream=received.stream, event_id=str(envelope.id))
-            except self.transient_errors as exc:
-                return Outcome.RETRY, repr(exc)  # stopping mid-outage: never a dead letter
             except Exception as exc:
+                if self._is_transient(exc):
+                    return Outcome.RETRY, repr(exc)  # stopping mid-outage: never a dead letter
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, repr(exc)))
                 last = received.delivery_count >= self.max_deliveries
@@ -158,14 +158,17 @@ class ConsumerRunner:
                 return (Outcome.DEAD if last else Outcome.RETRY), repr(exc)
         return Outcome.ACK, ""
 
+    def _is_transient(self, exc: Exception) -> bool:
+        return isinstance(exc, self.transient_errors) or is_database_busy(exc)
+
     async def _call_through_outages(self, envelope: Envelope, span: trace.Span) -> None:
         """Call the handler, waiting out transient failures (until asked to stop)."""
         waited = 0
         while True:
             try:
                 await self.handler(envelope)
-            except self.transient_errors as exc:
-                if self._stop.is_set():
+            except Exception as exc:
+                if not self._is_transient(exc) or self._stop.is_set():
                     raise
                 delay = min(self.retry_delay * 2**waited, TRANSIENT_BACKOFF_CAP_SECONDS)
                 span.add_event("dependency unavailable", {"error": repr(exc)})
