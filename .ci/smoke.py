@@ -203,13 +203,15 @@ def social_flow(base: str) -> str:
     assert status == 200, cached
     assert cached["username"] == ada, cached
 
+    # Earlier attempts above posted too (before the mention resolved): wait for this post.
+    def home_with_post() -> list[Any] | None:
+        status, page = call(base, "GET", "/timelines/home", token=tokens[ada])
+        assert status == 200, page
+        return page if page and page[0]["id"] == post["id"] else None
+
     started = time.monotonic()
-    _, home = eventually(
-        lambda: (r := call(base, "GET", "/timelines/home", token=tokens[ada])) and r[1] and r,
-        "the post in the follower's home timeline",
-    )
+    home = eventually(home_with_post, "the post in the follower's home timeline")
     print(f"smoke: post in the home timeline after {time.monotonic() - started:.2f}s", flush=True)
-    assert home[0]["id"] == post["id"], home
     assert home[0]["author"]["username"] == bob, home
     _, mentions = eventually(
         lambda: (r := call(base, "GET", "/notifications", token=tokens[ada])) and r[1] and r,
