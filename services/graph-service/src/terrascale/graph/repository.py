@@ -50,6 +50,34 @@ class FollowRepository:
         )
         return True
 
+    async def insert_many(self, *, follower_id: int, followee_ids: Sequence[int]) -> list[int]:
+        """``insert`` for several followees in two statements; returns the followees whose
+        follow is new, in the order given."""
+        new_edges = await self.session.execute(
+            pg_insert(FollowingEdge)
+            .values([{"follower_id": follower_id, "followee_id": f} for f in followee_ids])
+            .on_conflict_do_nothing(index_elements=["follower_id", "followee_id"])
+            .returning(FollowingEdge.followee_id, FollowingEdge.created_at)
+        )
+        created = dict(new_edges.tuples().all())
+        if created:
+            await self.session.execute(
+                insert(FollowerEdge).values(
+                    [
+                        {"followee_id": f, "follower_id": follower_id, "created_at": at}
+                        for f, at in created.items()
+                    ]
+                )
+            )
+        return [followee_id for followee_id in followee_ids if followee_id in created]
+
+    async def followers_among(self, user_id: int, candidates: Sequence[int]) -> set[int]:
+        """Which of ``candidates`` follow ``user_id`` (rows ``user_id`` owns)."""
+        statement = select(FollowerEdge.follower_id).where(
+            FollowerEdge.followee_id == user_id, FollowerEdge.follower_id.in_(candidates)
+        )
+        return set(await self.session.scalars(statement))
+
     async def delete(self, *, follower_id: int, followee_id: int) -> bool:
         """Remove the follow in both directions; False when there was none."""
         deleted = await self.session.scalar(
@@ -178,6 +206,13 @@ class KnownUserRepository:
 
     async def exists(self, user_id: int) -> bool:
         return bool(await self.session.scalar(select(exists().where(KnownUser.id == user_id))))
+
+    async def missing(self, user_ids: Sequence[int]) -> list[int]:
+        """The ids the projection does not know, in id order."""
+        known = set(
+            await self.session.scalars(select(KnownUser.id).where(KnownUser.id.in_(user_ids)))
+        )
+        return sorted(set(user_ids) - known)
 
     async def add(self, *, user_id: int, username: str, created_at: datetime) -> None:
         """Idempotent: the event and a direct lookup may both bring the same user."""
