@@ -156,16 +156,6 @@ async def test_idle_streams_send_heartbeat_comments(
                     heartbeats += 1
 
 
-def running_tasks() -> int:
-    """Tasks on this loop, less sse-starlette's one shutdown watcher per loop (it starts with
-    the first stream and stays)."""
-    return sum(
-        1
-        for task in asyncio.all_tasks()
-        if getattr(task.get_coro(), "__name__", "") != "_shutdown_watcher"
-    )
-
-
 async def test_closing_a_stream_releases_its_subscription(
     settings: NotificationSettings,
     serve_http: ServeHttp,
@@ -176,17 +166,24 @@ async def test_closing_a_stream_releases_its_subscription(
     app = create_app(settings)
     async with serve_http(app) as base_url:
         hub: WakeUpHub = app.state.wake_up_hub
-        idle_tasks = running_tasks()
+        idle_tasks = asyncio.all_tasks()
         async with open_stream(base_url, auth(new_id())), open_stream(base_url, auth(new_id())):
 
             async def both_open() -> bool:
                 return hub.open_streams == 2
 
             await eventually(both_open)
-            assert running_tasks() > idle_tasks
+            # The streams' own tasks (responses, pings, disconnect listeners), less sse-starlette's
+            # one shutdown watcher per loop, which starts with the first stream and stays.
+            stream_tasks = {
+                task
+                for task in asyncio.all_tasks() - idle_tasks
+                if getattr(task.get_coro(), "__name__", "") != "_shutdown_watcher"
+            }
+            assert stream_tasks
 
         async def all_released() -> bool:
-            return hub.open_streams == 0 and running_tasks() == idle_tasks
+            return hub.open_streams == 0 and all(task.done() for task in stream_tasks)
 
         await eventually(all_released)
 
