@@ -4,8 +4,6 @@ production entrypoint (Gunicorn with Uvicorn workers), run as real processes."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from terrascale.common.events import Envelope, EventSettings, UserCreated, connect_bus
-from terrascale.common.testing.helpers import free_port, list_tables, wait_for_health
+from terrascale.common.testing.helpers import (
+    free_port,
+    list_tables,
+    service_environment,
+    stop_and_read,
+    wait_for_health,
+)
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.graph.cli import main
 from terrascale.graph.config import GraphSettings, get_settings
@@ -52,28 +56,6 @@ def test_migrate_and_downgrade_commands(
         assert "following_edge" in asyncio.run(list_tables(url))
         assert main(["downgrade", "base"]) == 0
         assert asyncio.run(list_tables(url)) == {"alembic_version"}
-
-
-def _environment(url: URL, servers: ServerAddresses, prefix: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": url.render_as_string(hide_password=False),
-        "REDIS_HOST": servers.redis.host,
-        "REDIS_PORT": str(servers.redis.port),
-        "REDIS_DB": str(servers.redis.db),
-        "CACHE_KEY_PREFIX": prefix,
-        "EVENT_KEY_PREFIX": prefix,
-        "EVENT_PARTITIONS": "2",
-        "EVENT_POLL_SECONDS": "0.1",
-        "LOG_FORMAT": "json",
-        **extra,
-    }
-
-
-def _stop(process: subprocess.Popen[bytes]) -> str:
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    return output.decode()
 
 
 async def _projected(url: URL, user_id: int) -> bool:
@@ -112,7 +94,7 @@ def test_worker_consumes_until_sigterm(
     user_id = 4_242_424_242_424
     process = subprocess.Popen(
         [sys.executable, "-m", "terrascale.graph", "worker"],
-        env=_environment(database_url, test_servers, redis_key_prefix),
+        env=service_environment(database_url, test_servers, redis_key_prefix),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -124,7 +106,7 @@ def test_worker_consumes_until_sigterm(
             assert time.monotonic() < deadline, "the worker did not project the user"
             time.sleep(0.1)
     finally:
-        log = _stop(process)
+        log = stop_and_read(process)
     assert process.returncode == 0, log
     assert "event consumer started" in log
     assert "event consumer stopped" in log
@@ -143,7 +125,7 @@ def test_start_migrates_then_serves_with_gunicorn(
     follower, followee = 5_555_555_555_001, 5_555_555_555_002
     user_service.add(followee)
     with fresh_database(test_servers.postgres, prefix="test_graph_start") as url:
-        env = _environment(
+        env = service_environment(
             url,
             test_servers,
             redis_key_prefix,
@@ -170,7 +152,7 @@ def test_start_migrates_then_serves_with_gunicorn(
             assert counts["followers"] == 1
             assert httpx.get(f"{base_url}/ready").status_code == 200
         finally:
-            log = _stop(process)
+            log = stop_and_read(process)
         assert process.returncode == 0, log
         assert "Running upgrade" in log
         assert "Booting worker" in log

@@ -4,8 +4,6 @@ and the production entrypoint (Gunicorn with Uvicorn workers), run as real proce
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +17,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from terrascale.common.events import Envelope, EventSettings, FollowCreated, connect_bus
-from terrascale.common.testing.helpers import free_port, list_tables, wait_for_health
+from terrascale.common.testing.helpers import (
+    free_port,
+    list_tables,
+    service_environment,
+    stop_and_read,
+    wait_for_health,
+)
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.notifications.cli import main
 from terrascale.notifications.config import NotificationSettings, get_settings
@@ -53,28 +57,6 @@ def test_migrate_and_downgrade_commands(
         assert "notification_state" in asyncio.run(list_tables(url))
         assert main(["downgrade", "base"]) == 0
         assert asyncio.run(list_tables(url)) == {"alembic_version"}
-
-
-def _environment(url: URL, servers: ServerAddresses, prefix: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": url.render_as_string(hide_password=False),
-        "REDIS_HOST": servers.redis.host,
-        "REDIS_PORT": str(servers.redis.port),
-        "REDIS_DB": str(servers.redis.db),
-        "CACHE_KEY_PREFIX": prefix,
-        "EVENT_KEY_PREFIX": prefix,
-        "EVENT_PARTITIONS": "2",
-        "EVENT_POLL_SECONDS": "0.1",
-        "LOG_FORMAT": "json",
-        **extra,
-    }
-
-
-def _stop(process: subprocess.Popen[bytes]) -> str:
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    return output.decode()
 
 
 async def _notified(url: URL, recipient_id: int) -> bool:
@@ -112,7 +94,7 @@ def test_worker_consumes_until_sigterm(
     followee = 4_242_424_242_424
     process = subprocess.Popen(
         [sys.executable, "-m", "terrascale.notifications", "worker"],
-        env=_environment(database_url, test_servers, redis_key_prefix),
+        env=service_environment(database_url, test_servers, redis_key_prefix),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -124,7 +106,7 @@ def test_worker_consumes_until_sigterm(
             assert time.monotonic() < deadline, "the worker did not store the notification"
             time.sleep(0.1)
     finally:
-        log = _stop(process)
+        log = stop_and_read(process)
     assert process.returncode == 0, log
     assert "event consumer started" in log
     assert "event consumer stopped" in log
@@ -138,7 +120,7 @@ def test_start_migrates_then_serves_with_gunicorn(
     base_url = f"http://127.0.0.1:{port}"
     me = 5_555_555_555_001
     with fresh_database(test_servers.postgres, prefix="test_notifications_start") as url:
-        env = _environment(
+        env = service_environment(
             url,
             test_servers,
             redis_key_prefix,
@@ -166,7 +148,7 @@ def test_start_migrates_then_serves_with_gunicorn(
                 assert stream.headers["content-type"].startswith("text/event-stream")
                 assert next(line for line in stream.iter_lines() if line) == ": heartbeat"
         finally:
-            log = _stop(process)
+            log = stop_and_read(process)
         assert process.returncode == 0, log
         assert "Running upgrade" in log
         assert "Booting worker" in log

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -23,6 +25,8 @@ from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+
+from terrascale.common.testing.plugin import ServerAddresses
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -89,6 +93,33 @@ async def serve_over_http(app: FastAPI, *, port: int | None = None) -> AsyncGene
     finally:
         server.should_exit = True
         await serving
+
+
+def service_environment(
+    url: URL, servers: ServerAddresses, prefix: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a service process started by a test: its database, the test's Redis
+    under the test's key prefix (cache and events), short event polls, JSON logs."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url.render_as_string(hide_password=False),
+        "REDIS_HOST": servers.redis.host,
+        "REDIS_PORT": str(servers.redis.port),
+        "REDIS_DB": str(servers.redis.db),
+        "CACHE_KEY_PREFIX": prefix,
+        "EVENT_KEY_PREFIX": prefix,
+        "EVENT_PARTITIONS": "2",
+        "EVENT_POLL_SECONDS": "0.1",
+        "LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+def stop_and_read(process: subprocess.Popen[bytes]) -> str:
+    """SIGTERM (what an orchestrator sends), then everything the process wrote."""
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    return output.decode()
 
 
 def log_events(output: str, event: str) -> list[dict[str, Any]]:
