@@ -1,0 +1,1 @@
+"""DeathStarBench's social-network workload against TerraScale, with ceilings and reports."""
