@@ -30,7 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from terrascale.common.embedded import EmbeddedPostgres, EmbeddedValkey
 from terrascale.common.keys import generate_private_key_pem, load_private_key, public_key_pem
-from terrascale.launcher.services import SERVICES, ServiceSpec
+from terrascale.launcher.services import DEFAULT_PORT_BASE, ServiceSpec, services_from
 
 STARTUP_TIMEOUT_SECONDS = 90
 
@@ -75,12 +75,14 @@ async def ensure_database(admin_url: URL, name: str) -> None:
         await engine.dispose()
 
 
-def start_embedded_postgres(data_dir: Path, cleanup: ExitStack) -> URL:
+def start_embedded_postgres(
+    data_dir: Path, specs: Sequence[ServiceSpec], cleanup: ExitStack
+) -> URL:
     say(f"starting embedded PostgreSQL (data in {data_dir})")
     postgres = EmbeddedPostgres(data_dir)
     cleanup.callback(postgres.stop)
     admin_url = postgres.start()
-    for spec in SERVICES:
+    for spec in specs:
         asyncio.run(ensure_database(admin_url, spec.database))
     return admin_url
 
@@ -184,8 +186,9 @@ def supervise(processes: Processes) -> int:
     return 0
 
 
-def up(*, data_dir: Path, host: str) -> int:
-    taken = [spec for spec in SERVICES if not port_is_free(host, spec.port)]
+def up(*, data_dir: Path, host: str, port_base: int = DEFAULT_PORT_BASE) -> int:
+    specs = services_from(port_base)
+    taken = [spec for spec in specs if not port_is_free(host, spec.port)]
     if taken:
         say(f"port {taken[0].port} on {host} is taken; {taken[0].name} cannot start")
         return 1
@@ -199,7 +202,7 @@ def up(*, data_dir: Path, host: str) -> int:
         if configured.postgres_host or configured.database_url:
             say("using the configured PostgreSQL")
         else:
-            embedded_postgres = start_embedded_postgres(data_dir / "postgres", cleanup)
+            embedded_postgres = start_embedded_postgres(data_dir / "postgres", specs, cleanup)
         if configured.redis_host:
             say("using the configured Redis")
         else:
@@ -211,11 +214,11 @@ def up(*, data_dir: Path, host: str) -> int:
         env.update(
             {
                 f"{spec.name.replace('-', '_').upper()}_URL": f"http://127.0.0.1:{spec.port}"
-                for spec in SERVICES
+                for spec in specs
             }
         )
         processes: Processes = []
-        for spec in SERVICES:
+        for spec in specs:
             process = start_process(
                 spec, "start", env=env, host=host, embedded_postgres=embedded_postgres
             )
@@ -224,14 +227,14 @@ def up(*, data_dir: Path, host: str) -> int:
         for spec, process in processes:
             wait_until_healthy(spec, process)
         # Workers start once their service has migrated its database.
-        for spec in SERVICES:
+        for spec in specs:
             if spec.has_worker:
                 worker = start_process(
                     spec, "worker", env=env, host=host, embedded_postgres=embedded_postgres
                 )
                 cleanup.callback(stop_process, worker)
                 processes.append((spec, worker))
-        for spec in SERVICES:
+        for spec in specs:
             base = f"http://localhost:{spec.port}"
             say(f"{spec.name} is up: {base}  (API docs: {base}/docs)")
         say("press Ctrl-C to stop everything")
@@ -249,8 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data-dir", type=Path, default=Path(".data"), help="where embedded servers keep data"
     )
     start.add_argument("--host", default="127.0.0.1", help="address the services listen on")
+    start.add_argument(
+        "--port-base",
+        type=int,
+        default=DEFAULT_PORT_BASE,
+        help=f"the first service's port; the others follow it (default {DEFAULT_PORT_BASE})",
+    )
     args = parser.parse_args(argv)
-    return up(data_dir=args.data_dir.resolve(), host=args.host)
+    return up(data_dir=args.data_dir.resolve(), host=args.host, port_base=args.port_base)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+DEFAULT_PORT_BASE = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +32,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
         has_worker=True,
     ),
 )
+
+
+def services_from(port_base: int) -> tuple[ServiceSpec, ...]:
+    """The services with their ports moved so that the first listens on ``port_base``."""
+    shift = port_base - DEFAULT_PORT_BASE
+    return tuple(replace(spec, port=spec.port + shift) for spec in SERVICES)
