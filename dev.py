@@ -4,6 +4,7 @@
     python3 dev.py up      start every service on embedded PostgreSQL and Valkey (Ctrl-C stops)
     python3 dev.py test    run the test suite (coverage threshold included)
     python3 dev.py check   lint, format check, type check and import contracts
+    python3 dev.py bench   the load harness (DeathStarBench's workload; --quick, --help)
 
 It finds uv (or installs it into .tools/), installs the locked dependencies, then runs the command.
 Extra arguments are passed on, e.g. ``python3 dev.py test -k cache``.
@@ -25,6 +26,7 @@ TOOLS = ROOT / ".tools"
 COMMANDS: dict[str, list[list[str]]] = {
     "up": [["terrascale", "up"]],
     "test": [["pytest"]],
+    "bench": [["terrascale-bench"]],
     "check": [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],

@@ -16,9 +16,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Generator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 import psutil
@@ -28,7 +30,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from terrascale.common.embedded import EmbeddedPostgres, EmbeddedValkey
+from terrascale.common.embedded import EmbeddedPostgres, EmbeddedValkey, RedisAddress
 from terrascale.common.keys import generate_private_key_pem, load_private_key, public_key_pem
 from terrascale.launcher.services import DEFAULT_PORT_BASE, ServiceSpec, services_from
 
@@ -98,13 +100,12 @@ def stop_leftover_valkey(data_dir: Path) -> None:
         process.wait(timeout=10)
 
 
-def start_embedded_valkey(data_dir: Path, cleanup: ExitStack) -> dict[str, str]:
+def start_embedded_valkey(data_dir: Path, cleanup: ExitStack) -> RedisAddress:
     stop_leftover_valkey(data_dir)
     say(f"starting embedded Valkey (data in {data_dir})")
     valkey = EmbeddedValkey(data_dir, persist=True)
     cleanup.callback(valkey.stop)
-    address = valkey.start()
-    return {"REDIS_HOST": address.host, "REDIS_PORT": str(address.port)}
+    return valkey.start()
 
 
 def development_signing_keys(key_file: Path) -> dict[str, str]:
@@ -127,6 +128,7 @@ def start_process(
     env: dict[str, str],
     host: str,
     embedded_postgres: URL | None,
+    output: IO[bytes] | None = None,
 ) -> subprocess.Popen[bytes]:
     service_env = {**env, "HOST": host, "PORT": str(spec.port)}
     if not spec.signs_tokens:
@@ -138,7 +140,11 @@ def start_process(
     say(f"starting {spec.name} {command}")
     # Own session: Ctrl-C reaches only the launcher, which then stops children in order.
     return subprocess.Popen(
-        [sys.executable, "-m", spec.module, command], env=service_env, start_new_session=True
+        [sys.executable, "-m", spec.module, command],
+        env=service_env,
+        start_new_session=True,
+        stdout=output,
+        stderr=output,
     )
 
 
@@ -186,19 +192,49 @@ def supervise(processes: Processes) -> int:
     return 0
 
 
-def up(*, data_dir: Path, host: str, port_base: int = DEFAULT_PORT_BASE) -> int:
+@dataclass(frozen=True, slots=True)
+class RunningSystem:
+    """What ``running_system`` started, for programs that drive the system (the load harness)."""
+
+    services: tuple[ServiceSpec, ...]
+    processes: Processes
+    postgres_admin_url: URL | None  # None when a configured server is used
+    redis: RedisAddress | None  # None when a configured server is used
+    signing_key_file: Path | None  # None when JWT_PRIVATE_KEY is configured
+
+    def base_url(self, name: str) -> str:
+        spec = next(spec for spec in self.services if spec.name == name)
+        return f"http://127.0.0.1:{spec.port}"
+
+
+@contextmanager
+def running_system(
+    *,
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port_base: int = DEFAULT_PORT_BASE,
+    extra_env: Mapping[str, str] | None = None,
+    output: IO[bytes] | None = None,
+) -> Generator[RunningSystem]:
+    """Servers, services and workers, up and healthy; everything stops when the block exits.
+
+    ``extra_env`` overrides the services' environment; ``output`` receives their output
+    (default: this process's).
+    """
     specs = services_from(port_base)
     taken = [spec for spec in specs if not port_is_free(host, spec.port)]
     if taken:
-        say(f"port {taken[0].port} on {host} is taken; {taken[0].name} cannot start")
-        return 1
+        raise SystemExit(
+            f"terrascale: port {taken[0].port} on {host} is taken; {taken[0].name} cannot start"
+        )
 
     configured = ConfiguredServers()
     env = dict(os.environ)
     # People read these logs in a terminal; LOG_FORMAT=json restores production output.
     env.setdefault("LOG_FORMAT", "console")
+    env.update(extra_env or {})
     with ExitStack() as cleanup:
-        embedded_postgres = None
+        embedded_postgres = redis = key_file = None
         if configured.postgres_host or configured.database_url:
             say("using the configured PostgreSQL")
         else:
@@ -206,9 +242,11 @@ def up(*, data_dir: Path, host: str, port_base: int = DEFAULT_PORT_BASE) -> int:
         if configured.redis_host:
             say("using the configured Redis")
         else:
-            env.update(start_embedded_valkey(data_dir / "valkey", cleanup))
+            redis = start_embedded_valkey(data_dir / "valkey", cleanup)
+            env.update({"REDIS_HOST": redis.host, "REDIS_PORT": str(redis.port)})
         if not configured.jwt_private_key:
-            env.update(development_signing_keys(data_dir / "jwt" / "signing-key.pem"))
+            key_file = data_dir / "jwt" / "signing-key.pem"
+            env.update(development_signing_keys(key_file))
 
         # Services call each other by these URLs (e.g. to check that a user exists).
         env.update(
@@ -218,28 +256,38 @@ def up(*, data_dir: Path, host: str, port_base: int = DEFAULT_PORT_BASE) -> int:
             }
         )
         processes: Processes = []
-        for spec in specs:
+
+        def start(spec: ServiceSpec, command: str) -> None:
             process = start_process(
-                spec, "start", env=env, host=host, embedded_postgres=embedded_postgres
+                spec,
+                command,
+                env=env,
+                host=host,
+                embedded_postgres=embedded_postgres,
+                output=output,
             )
             cleanup.callback(stop_process, process)
             processes.append((spec, process))
+
+        for spec in specs:
+            start(spec, "start")
         for spec, process in processes:
             wait_until_healthy(spec, process)
         # Workers start once their service has migrated its database.
         for spec in specs:
             if spec.has_worker:
-                worker = start_process(
-                    spec, "worker", env=env, host=host, embedded_postgres=embedded_postgres
-                )
-                cleanup.callback(stop_process, worker)
-                processes.append((spec, worker))
-        for spec in specs:
+                start(spec, "worker")
+        yield RunningSystem(specs, processes, embedded_postgres, redis, key_file)
+        say("stopping")
+
+
+def up(*, data_dir: Path, host: str, port_base: int = DEFAULT_PORT_BASE) -> int:
+    with running_system(data_dir=data_dir, host=host, port_base=port_base) as system:
+        for spec in system.services:
             base = f"http://localhost:{spec.port}"
             say(f"{spec.name} is up: {base}  (API docs: {base}/docs)")
         say("press Ctrl-C to stop everything")
-        code = supervise(processes)
-        say("stopping")
+        code = supervise(system.processes)
     say("stopped")
     return code
 

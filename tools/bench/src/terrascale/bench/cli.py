@@ -1,0 +1,440 @@
+"""``terrascale-bench``: DeathStarBench's social-network workload against a system it starts.
+
+    python3 dev.py bench                       # socfb-Reed98, about 15 minutes
+    python3 dev.py bench --quick               # a small graph and short runs: checks the harness
+    python3 dev.py bench --graph power-law --users 50000 --celebrities 3
+
+One run: start the whole system on embedded PostgreSQL and Valkey (``terrascale up`` with its
+data in a temporary folder, services on ports 5100-5104 by default, so a ``dev.py up`` on the
+standard ports can keep running), measure the ceilings, seed the graph through the public API,
+then for each operation a closed-loop maximum and an open-loop sweep at fractions of it, the
+fan-out rate and the timeline store's memory per entry. Everything goes to
+``bench/results/<time>-<revision>/`` (report.md, results.json, PNG plots, the services' log)
+and the report is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import uvloop
+from redis.asyncio import Redis
+
+from terrascale.bench import ceilings, report
+from terrascale.bench.client import Request, encode_request
+from terrascale.bench.graphs import Graph, power_law, reed98
+from terrascale.bench.load import RunResult, closed_loop, open_loop
+from terrascale.bench.seed import say, seed, send_all, wait_until_settled
+from terrascale.bench.workload import (
+    COMPOSE,
+    HOME,
+    MIXED,
+    USER,
+    Endpoints,
+    Population,
+    TokenMinter,
+    Workload,
+)
+from terrascale.launcher.cli import RunningSystem, ensure_database, running_system
+
+PROFILE = "read-user-profile"  # cached GET /users/{id}: not in DeathStarBench's mix
+SWEEP_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
+MIXED_TARGET_RATE = 1500
+RESULTS = ceilings.REPO / "bench" / "results"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="terrascale-bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--graph", choices=["reed98", "power-law"], default="reed98")
+    parser.add_argument("--users", type=int, default=10_000, help="power-law graph size")
+    parser.add_argument("--mean-degree", type=float, default=20.0)
+    parser.add_argument("--exponent", type=float, default=2.2, help="power-law tail exponent")
+    parser.add_argument("--celebrities", type=int, default=0)
+    parser.add_argument("--celebrity-reach", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=1, help="random seed (graph and workload)")
+    parser.add_argument("--posts-per-user", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=15, help="length of each load run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seed-concurrency", type=int, default=32)
+    parser.add_argument("--fanout-followers", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY of every server")
+    parser.add_argument("--port-base", type=int, default=5100)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a 300-user graph, 2 s runs, 200 fan-out followers: checks the harness end to end",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.graph, args.users, args.seconds = "power-law", 300, 2.0
+        args.fanout_followers, args.posts_per_user = 200, 1
+    return args
+
+
+def build_graph(args: argparse.Namespace) -> Graph:
+    if args.graph == "reed98":
+        return reed98()
+    return power_law(
+        args.users,
+        mean_degree=args.mean_degree,
+        exponent=args.exponent,
+        celebrities=args.celebrities,
+        celebrity_reach=args.celebrity_reach,
+        seed=args.seed,
+    )
+
+
+def profile_requests(
+    population: Population, user_service: str, rng: random.Random
+) -> Callable[[], Request]:
+    requests = [
+        encode_request(PROFILE, "GET", f"{user_service}/users/{user_id}")
+        for user_id in population.ids
+    ]
+    return lambda: rng.choice(requests)
+
+
+async def fanout(
+    system: RunningSystem,
+    *,
+    redis: Redis,
+    minter: TokenMinter,
+    followers: int,
+    concurrency: int,
+    databases: Sequence[str],
+) -> dict[str, str]:
+    """One author with ``followers`` active followers posts 3 times; how fast it reaches them."""
+    user_service = system.base_url("user-service")
+    tag = f"{random.randrange(36**4):04x}"
+    names = [f"f{tag}_{index}" for index in range(followers + 1)]
+    signups = [
+        encode_request(
+            "sign-up", "POST", f"{user_service}/users/", body=orjson.dumps({"username": n})
+        )
+        for n in names
+    ]
+    ids = [
+        int(orjson.loads(a.body)["id"])
+        for a in await send_all(signups, concurrency=concurrency, what="sign-up")
+    ]
+    author, fans = ids[0], ids[1:]
+    tokens = {user_id: minter.token(user_id) for user_id in ids}
+
+    def as_user(user_id: int) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[user_id]}"}
+
+    graph_service = system.base_url("graph-service")
+    follows = [
+        encode_request(
+            "follow",
+            "POST",
+            f"{graph_service}/users/{fan}/following",
+            headers=as_user(fan),
+            body=orjson.dumps({"user_ids": [str(author)]}),
+        )
+        for fan in fans
+    ]
+    await send_all(follows, concurrency=concurrency, what="follow")
+    await wait_until_settled(redis, system.postgres_admin_url, databases)
+    timeline_service = system.base_url("timeline-service")
+    reads = [
+        encode_request(
+            "home", "GET", f"{timeline_service}/timelines/home?limit=1", headers=as_user(fan)
+        )
+        for fan in fans
+    ]
+    await send_all(reads, concurrency=concurrency, what="home timeline")
+
+    keys = [f"terrascale:home:{fan}" for fan in fans]
+    rates: list[float] = []
+    delays: list[float] = []
+    for index in range(3):
+        body = orjson.dumps({"text": f"fan-out check {index}"})
+        post = encode_request(
+            "post",
+            "POST",
+            f"{system.base_url('post-service')}/posts",
+            headers=as_user(author),
+            body=body,
+        )
+        [answer] = await send_all([post], concurrency=1, what="post")
+        returned = time.perf_counter()
+        post_id = orjson.loads(answer.body)["id"]
+        arrived: dict[str, float] = {}
+        deadline = returned + 120
+        while len(arrived) < len(keys) and time.perf_counter() < deadline:
+            waiting = [key for key in keys if key not in arrived]
+            async with redis.pipeline(transaction=False) as pipe:
+                for key in waiting:
+                    pipe.zscore(key, post_id)
+                scores = await pipe.execute()
+            now = time.perf_counter() - returned
+            arrived |= {key: now for key, score in zip(waiting, scores, strict=True) if score}
+            await asyncio.sleep(0.002)
+        if len(arrived) < len(keys):
+            raise RuntimeError(f"{len(keys) - len(arrived)} timelines never got post {post_id}")
+        times = sorted(arrived.values())
+        rates.append(len(times) / max(times[-1] - times[0], 1e-3))
+        delays.append(statistics.median(times))
+    return {
+        f"fan-out, one author with {followers:,} active followers (3 posts)": (
+            f"median {statistics.median(rates):,.0f} timeline inserts/s "
+            f"(first to last arrival; runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+        ),
+        "post-to-follower-timeline delay, median follower": (
+            f"median {statistics.median(delays) * 1000:,.0f} ms over the 3 posts"
+        ),
+    }
+
+
+async def timeline_memory(redis: Redis, entries: int = 800, keys: int = 200) -> dict[str, str]:
+    """Bytes per timeline entry at the configured encoding, measured on full-size timelines."""
+    base = 250_000_000_000_000_000  # ids of the same magnitude as real post ids
+    prefix = "bench:memory:"
+    used: list[int] = []
+    encoding = ""
+    try:
+        for key_index in range(keys):
+            key = f"{prefix}{key_index}"
+            start = base + key_index * 10_000_000
+            members = {
+                str(start + step * 4096): float(start + step * 4096) for step in range(entries)
+            }
+            await redis.zadd(key, members)
+            used.append(int(await redis.memory_usage(key, samples=0) or 0))
+            encoding = str(await redis.object("encoding", key))
+    finally:
+        async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
+            await redis.delete(key)
+    config = await redis.config_get("zset-max-listpack-entries")
+    per_entry = statistics.median(used) / entries
+    users = 1_000_000
+    return {
+        f"timeline store, {entries}-entry timeline": (
+            f"{per_entry:.1f} bytes per entry ({encoding}, zset-max-listpack-entries="
+            f"{config.get('zset-max-listpack-entries')}); 1M users x {entries} = "
+            f"{per_entry * entries * users / 2**30:,.1f} GiB"
+        )
+    }
+
+
+def timed(label: str, run: RunResult) -> RunResult:
+    overall = run.overall()
+    say(
+        f"{label}: {run.achieved_rate:,.0f} req/s, p50 {overall.percentile_ms(50):.1f} ms, "
+        f"p99 {overall.percentile_ms(99):.1f} ms, errors {run.errors}"
+    )
+    return run
+
+
+async def measure(
+    args: argparse.Namespace, system: RunningSystem, out: Path, command: str
+) -> report.Report:
+    rng = random.Random(args.seed)
+    graph = build_graph(args)
+    settings = {
+        "graph": f"{graph.name}: {graph.users:,} users, {graph.follow_count:,} follows",
+        "servers": f"every service and the bare app: Gunicorn + Uvicorn workers, "
+        f"WEB_CONCURRENCY={args.workers}, LOG_LEVEL=WARNING; embedded PostgreSQL and Valkey",
+        "load": f"{args.seconds:g} s per run, {args.connections} connections per service",
+    }
+    result = report.Report(command=command, graph=graph.name, settings=settings)
+    assert system.redis is not None  # noqa: S101 - the harness runs on the embedded servers
+    assert system.signing_key_file is not None  # noqa: S101
+    redis = Redis(host=system.redis.host, port=system.redis.port, decode_responses=True)
+    databases = [spec.database for spec in system.services]
+    try:
+        with (
+            (out / "bare.log").open("wb") as bare_log,
+            ceilings.bare_server(
+                args.port_base + 10,
+                {"WEB_CONCURRENCY": str(args.workers), "LOG_LEVEL": "WARNING"},
+                bare_log,
+            ) as bare_url,
+        ):
+            bare = encode_request("bare", "GET", bare_url)
+            await closed_loop(lambda: bare, concurrency=args.connections, seconds=2)  # warm-up
+            result.framework = timed(
+                "bare endpoint",
+                await closed_loop(lambda: bare, concurrency=args.connections, seconds=args.seconds),
+            )
+        requests = 20_000 if args.quick else 200_000
+        result.storage += ceilings.redis_ceilings(system.redis, requests)
+        if system.postgres_admin_url is not None:
+            await ensure_database(system.postgres_admin_url, "terrascale_pgbench")
+            result.storage.append(
+                ceilings.postgres_ceiling(
+                    system.postgres_admin_url, "terrascale_pgbench", 3 if args.quick else 10
+                )
+            )
+
+        endpoints = Endpoints(
+            user=system.base_url("user-service"),
+            post=system.base_url("post-service"),
+            timeline=system.base_url("timeline-service"),
+        )
+        minter = TokenMinter(system.signing_key_file.read_text())
+        population, timings = await seed(
+            graph,
+            endpoints=endpoints,
+            graph_service=system.base_url("graph-service"),
+            minter=minter,
+            redis=redis,
+            postgres=system.postgres_admin_url,
+            databases=databases,
+            posts_per_user=args.posts_per_user,
+            concurrency=args.seed_concurrency,
+            rng=rng,
+        )
+        result.seeding = {
+            f"sign up {graph.users:,} users": timings.users_seconds,
+            f"import {graph.follow_count:,} follows": timings.follows_seconds,
+            f"write {graph.users * args.posts_per_user:,} posts": timings.posts_seconds,
+            "events settle (fan-out, projections, notifications)": timings.settle_seconds,
+            "first read of every home timeline": timings.activate_seconds,
+        }
+
+        workload = Workload(population, endpoints, rng)
+        operations = {
+            HOME: workload.next_request(HOME),
+            USER: workload.next_request(USER),
+            COMPOSE: workload.next_request(COMPOSE),
+            MIXED: workload.next_request(MIXED),
+            PROFILE: profile_requests(population, endpoints.user, rng),
+        }
+        for name, next_request in operations.items():
+            await closed_loop(next_request, concurrency=args.connections, seconds=2)  # warm-up
+            maximum = timed(
+                f"{name} closed loop",
+                await closed_loop(next_request, concurrency=args.connections, seconds=args.seconds),
+            )
+            result.maximum[name] = maximum
+            sweep: list[RunResult] = []
+            rates = [fraction * maximum.achieved_rate for fraction in SWEEP_FRACTIONS]
+            if name == MIXED:
+                rates = sorted({*rates, MIXED_TARGET_RATE})
+            for rate in rates:
+                run = await open_loop(
+                    next_request,
+                    rate=max(rate, 1.0),
+                    seconds=args.seconds,
+                    connections=args.connections,
+                    rng=rng,
+                )
+                sweep.append(timed(f"{name} open loop at {rate:,.0f}/s", run))
+            result.sweeps[name] = sweep
+
+        await wait_until_settled(redis, system.postgres_admin_url, databases)
+        if args.fanout_followers > 0:
+            result.extra |= await fanout(
+                system,
+                redis=redis,
+                minter=minter,
+                followers=args.fanout_followers,
+                concurrency=args.seed_concurrency,
+                databases=databases,
+            )
+        result.extra |= await timeline_memory(redis)
+    finally:
+        await redis.aclose()
+    result.targets = targets(result)
+    return result
+
+
+def targets(result: report.Report) -> list[report.Target]:
+    framework = result.framework_rate or 0
+    found: list[report.Target] = []
+
+    def ratio_target(operation: str, what: str, goal: float) -> None:
+        run = result.maximum.get(operation)
+        if run is None or not framework:
+            found.append(report.Target(what, f">= {goal:.0%} of framework", "-", None))
+            return
+        ratio = run.achieved_rate / framework
+        found.append(
+            report.Target(
+                what,
+                f">= {goal:.0%} of framework",
+                f"{ratio:.1%} ({run.achieved_rate:,.0f}/s)",
+                ratio >= goal,
+            )
+        )
+
+    ratio_target(HOME, "GET /timelines/home, max throughput", 0.30)
+    ratio_target(PROFILE, "cached GET /users/{id}, max throughput", 0.60)
+    mixed = [run for run in result.sweeps.get(MIXED, []) if run.offered_rate == MIXED_TARGET_RATE]
+    if mixed:
+        run = mixed[0]
+        p99 = run.overall().percentile_ms(99)
+        found.append(
+            report.Target(
+                "mixed workload at 1,500 req/s",
+                "p99 <= 50 ms, no errors",
+                f"achieved {run.achieved_rate:,.0f}/s, p99 {p99:,.1f} ms, errors {run.errors}",
+                p99 <= 50 and run.errors == 0 and run.achieved_rate >= 0.95 * MIXED_TARGET_RATE,  # noqa: PLR2004
+            )
+        )
+    home = result.sweeps.get(HOME, [])
+    if len(home) >= 2:  # noqa: PLR2004
+        half = home[SWEEP_FRACTIONS.index(0.5)]
+        p99 = half.overall().percentile_ms(99)
+        found.append(
+            report.Target(
+                "GET /timelines/home p99 at 50% of its max",
+                "<= 20 ms",
+                f"{p99:,.1f} ms at {half.offered_rate:,.0f}/s",
+                p99 <= 20,  # noqa: PLR2004
+            )
+        )
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "terrascale-bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out / f"{stamp}-{report.revision(ceilings.REPO)}"
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="terrascale-bench-"))
+    extra_env = {"LOG_LEVEL": "WARNING", "LOG_FORMAT": "json", "WEB_CONCURRENCY": str(args.workers)}
+    if args.fanout_followers > 10_000:  # noqa: PLR2004 - the default celebrity threshold
+        extra_env["CELEBRITY_FOLLOWER_THRESHOLD"] = str(args.fanout_followers)
+    say(f"results go to {out}")
+    try:
+        with (
+            (out / "services.log").open("wb") as log,
+            running_system(
+                data_dir=data_dir, port_base=args.port_base, extra_env=extra_env, output=log
+            ) as system,
+        ):
+            result = uvloop.run(measure(args, system, out, command))
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    plots = report.plot(result, out)
+    text = report.markdown(result, plots, ceilings.REPO)
+    (out / "report.md").write_text(text)
+    (out / "results.json").write_text(report.raw(result))
+    print(text)
+    say(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
