@@ -195,6 +195,7 @@ DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.TimeoutError,
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,  # raised by connect(), never wrapped
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InterfaceError,
     ConnectionError,
