@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 
 import orjson
 from redis.asyncio import Redis
@@ -27,6 +28,8 @@ from terrascale.bench.graphs import Graph
 from terrascale.bench.workload import Endpoints, Population, TokenMinter, Workload
 
 FOLLOWS_PER_REQUEST = 100
+RETRIES = 20
+RETRY_SECONDS = 1.0  # what the services' 503s ask for in Retry-After
 
 
 class SeedingError(RuntimeError):
@@ -38,7 +41,8 @@ def say(message: str) -> None:
 
 
 async def send_all(requests: Iterable[Request], *, concurrency: int, what: str) -> list[Response]:
-    """Every request, ``concurrency`` at a time; any answer of 400 or more stops seeding."""
+    """Every request, ``concurrency`` at a time, retrying 503s as their ``Retry-After`` asks;
+    any other answer of 400 or more stops seeding."""
     pending = list(requests)
     answers: list[Response | None] = [None] * len(pending)
     client = Client(concurrency)
@@ -50,6 +54,11 @@ async def send_all(requests: Iterable[Request], *, concurrency: int, what: str) 
             index = cursor
             cursor += 1
             response = await client.send(pending[index])
+            for _ in range(RETRIES):
+                if response.status != HTTPStatus.SERVICE_UNAVAILABLE:
+                    break
+                await asyncio.sleep(RETRY_SECONDS)
+                response = await client.send(pending[index])
             if response.status >= 400:  # noqa: PLR2004
                 detail = response.body[:300].decode(errors="replace")
                 raise SeedingError(f"{what}: HTTP {response.status}: {detail}")
@@ -88,7 +97,10 @@ async def events_settled(redis: Redis, postgres: URL | None, databases: Sequence
             engine = create_async_engine(postgres.set(database=database), poolclass=NullPool)
             try:
                 async with engine.connect() as connection:
-                    unpublished = await connection.scalar(
+                    has_outbox = await connection.scalar(
+                        text("SELECT to_regclass('outbox_event') IS NOT NULL")
+                    )
+                    unpublished = has_outbox and await connection.scalar(
                         text("SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
                     )
             finally:

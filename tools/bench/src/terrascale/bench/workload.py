@@ -5,8 +5,8 @@ uniformly at random for every request and:
 
 - compose-post: a text of 256 random characters with 0-5 mentions and 0-5 URLs appended; here
   1-6 of each, as the workload this harness reproduces specifies, and the whole text is 256
-  characters (mentions and URLs included, URLs 36 characters long) so it fits TerraScale's
-  500-character posts;
+  characters, mentions and URLs included, so it fits TerraScale's 500-character posts. URLs are
+  22-character short links, as DeathStarBench's url-shorten service makes them;
 - read-home-timeline / read-user-timeline: 10 posts from a random offset between 0 and 100.
   TerraScale pages by cursor (``max_id``), not offset, like Mastodon: a read asks for the newest
   page of 10, which is what a client opening the app does; deeper pages cost the same here (one
@@ -38,7 +38,8 @@ OPERATIONS = (HOME, USER, COMPOSE)
 MIX = {HOME: 0.6, USER: 0.3, COMPOSE: 0.1}
 PAGE = 10
 TEXT_LENGTH = 256
-URL_LENGTH = 36
+SHORT_URL = "http://sho.rt/"
+SHORT_URL_CODE_LENGTH = 8
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -85,7 +86,7 @@ def compose_text(rng: random.Random, usernames: Sequence[str]) -> str:
     """256 characters: 1-6 mentions of random users and 1-6 URLs, padded with random words."""
     mentions = [f"@{rng.choice(usernames)}" for _ in range(rng.randint(1, 6))]
     urls = [
-        "https://example.org/" + "".join(rng.choices(_ALPHABET, k=URL_LENGTH - 20))
+        SHORT_URL + "".join(rng.choices(_ALPHABET, k=SHORT_URL_CODE_LENGTH))
         for _ in range(rng.randint(1, 6))
     ]
     parts = mentions + urls
