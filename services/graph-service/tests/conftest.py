@@ -156,19 +156,44 @@ def auth() -> Callable[[int], dict[str, str]]:
 class StubUserService:
     """Answers ``GET /users/{id}`` like the User Service: 200 for ids in ``users``, a
     user-not-found problem otherwise; ids in ``broken`` get a 500, ids in ``garbled`` a 200
-    whose body is not a user."""
+    whose body is not a user. ``GET /users?ids=...`` lists the known ones, the same way broken
+    by any id in ``broken`` or ``garbled``."""
 
     def __init__(self) -> None:
         self.users: dict[int, str] = {}
         self.broken: set[int] = set()
         self.garbled: set[int] = set()
         self.lookups: list[int] = []
+        self.batches: list[list[int]] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = Starlette(routes=[Route("/users/{user_id:int}", self.read_user)])
+        self.app = Starlette(
+            routes=[
+                Route("/users", self.read_users),
+                Route("/users/{user_id:int}", self.read_user),
+            ]
+        )
 
     def add(self, user_id: int, username: str | None = None) -> None:
         self.users[user_id] = username or f"stub_{user_id}"[:30]
+
+    def _public(self, user_id: int) -> dict[str, object]:
+        return {
+            "id": str(user_id),
+            "username": self.users[user_id],
+            "display_name": None,
+            "bio": None,
+            "cached": False,
+        }
+
+    async def read_users(self, request: Request) -> Response:
+        ids = [int(part) for part in request.query_params["ids"].split(",")]
+        self.batches.append(ids)
+        if self.broken.intersection(ids):
+            return Response("boom", status_code=500)
+        if self.garbled.intersection(ids):
+            return JSONResponse([{"id": "not-an-id"}])
+        return JSONResponse([self._public(user_id) for user_id in ids if user_id in self.users])
 
     async def read_user(self, request: Request) -> Response:
         user_id: int = request.path_params["user_id"]
@@ -178,14 +203,7 @@ class StubUserService:
         if user_id in self.garbled:
             return JSONResponse({"id": "not-an-id"})
         if user_id in self.users:
-            body = {
-                "id": str(user_id),
-                "username": self.users[user_id],
-                "display_name": None,
-                "bio": None,
-                "cached": False,
-            }
-            return JSONResponse(body)
+            return JSONResponse(self._public(user_id))
         problem = {
             "type": "urn:terrascale:problem:user-not-found",
             "title": "User not found",

@@ -200,3 +200,50 @@ async def test_answer_about_another_user_is_503(
         original.event_hooks["request"].append(swap_ids)
         response = await client.put(f"/users/{alice}/following/{asked}", headers=auth(alice))
     assert response.status_code == 503
+
+
+async def test_a_follow_list_of_newcomers_asks_the_user_service_once(
+    *,
+    client: AsyncClient,
+    known_user: KnownUser,
+    auth: Auth,
+    new_id: Callable[[], int],
+    user_service: Any,
+    sql: Sql,
+) -> None:
+    alice, known = await known_user(), await known_user()
+    newcomers = [new_id() for _ in range(3)]
+    for index, newcomer in enumerate(newcomers):
+        user_service.add(newcomer, f"newcomer_{index}")
+    batches_before = len(user_service.batches)
+    response = await client.post(
+        f"/users/{alice}/following", json={"user_ids": [known, *newcomers]}, headers=auth(alice)
+    )
+    assert response.status_code == 200
+    assert user_service.batches[batches_before:] == [sorted(newcomers)]
+    assert not set(newcomers) & set(user_service.lookups)
+    for index, newcomer in enumerate(newcomers):
+        [row] = await projected(sql, newcomer)
+        assert row.username == f"newcomer_{index}"
+
+
+@pytest.mark.parametrize("failure", ["broken", "garbled"])
+async def test_a_follow_list_the_user_service_cannot_confirm_is_503(
+    *,
+    client: AsyncClient,
+    known_user: KnownUser,
+    auth: Auth,
+    new_id: Callable[[], int],
+    user_service: Any,
+    sql: Sql,
+    failure: str,
+) -> None:
+    alice, newcomer = await known_user(), new_id()
+    user_service.add(newcomer)
+    getattr(user_service, failure).add(newcomer)
+    response = await client.post(
+        f"/users/{alice}/following", json={"user_ids": [newcomer]}, headers=auth(alice)
+    )
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert await projected(sql, newcomer) == []

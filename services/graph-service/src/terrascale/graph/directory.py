@@ -4,12 +4,13 @@ announced yet (the follow arrived first)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 
 import httpx
 from opentelemetry.propagate import inject
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from terrascale.common.errors import PROBLEM_TYPE_PREFIX
 from terrascale.common.ids import Id
@@ -28,6 +29,9 @@ class UserSummary(BaseModel):
     username: str
 
 
+_SUMMARIES = TypeAdapter(list[UserSummary])
+
+
 @dataclass(frozen=True, slots=True)
 class UserDirectory:
     client: httpx.AsyncClient  # base_url is the User Service
@@ -37,17 +41,7 @@ class UserDirectory:
         """The user, or None when the User Service says there is none. Anything else (refused,
         too slow, an error or a body it should not send) is UserServiceUnavailableError: "not
         found" must never be guessed."""
-        headers: dict[str, str] = {}
-        inject(headers)  # carry the trace into the User Service
-        try:
-            # httpx's timeout applies to each phase; this bounds the whole lookup.
-            async with asyncio.timeout(self.timeout_seconds):
-                response = await self.client.get(f"/users/{user_id}", headers=headers)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            logger.warning("user service unreachable", error=repr(exc), user_id=user_id)
-            raise UserServiceUnavailableError(
-                "The User Service is unreachable, so the user cannot be checked; retry shortly."
-            ) from None
+        response = await self._get(f"/users/{user_id}", user_id=user_id)
         if _says_no_such_user(response):
             return None
         user = _summary(response, user_id)
@@ -56,6 +50,45 @@ class UserDirectory:
                 "The User Service could not confirm the user; retry shortly."
             )
         return user
+
+    async def find_many(self, user_ids: Sequence[int]) -> dict[int, UserSummary]:
+        """The users of these ids that exist (at most 100), in one request: a follow-list import
+        of users that signed up a moment ago would otherwise ask once per user."""
+        ids = ",".join(str(user_id) for user_id in user_ids)
+        response = await self._get("/users", params={"ids": ids})
+        users = _summaries(response)
+        if users is None:
+            logger.warning(
+                "user service answered a batch lookup badly", status=response.status_code
+            )
+            raise UserServiceUnavailableError(
+                "The User Service could not confirm the users; retry shortly."
+            )
+        return {user.id: user for user in users}
+
+    async def _get(
+        self, path: str, *, params: dict[str, str] | None = None, user_id: int | None = None
+    ) -> httpx.Response:
+        headers: dict[str, str] = {}
+        inject(headers)  # carry the trace into the User Service
+        try:
+            # httpx's timeout applies to each phase; this bounds the whole lookup.
+            async with asyncio.timeout(self.timeout_seconds):
+                return await self.client.get(path, params=params, headers=headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            logger.warning("user service unreachable", error=repr(exc), user_id=user_id)
+            raise UserServiceUnavailableError(
+                "The User Service is unreachable, so the user cannot be checked; retry shortly."
+            ) from None
+
+
+def _summaries(response: httpx.Response) -> list[UserSummary] | None:
+    if response.status_code != HTTPStatus.OK:
+        return None
+    try:
+        return _SUMMARIES.validate_json(response.content)
+    except ValidationError:
+        return None
 
 
 def _says_no_such_user(response: httpx.Response) -> bool:

@@ -64,10 +64,18 @@ async def follow_many(
     targets = list(dict.fromkeys(target_ids))
     if user_id in targets:
         raise SelfFollowError("A user cannot follow themselves.")
-    # In id order: remembering a user inserts a row that concurrent imports may insert too, and
-    # one order for every transaction means none waits on another in a cycle (a deadlock).
-    for target_id in await known_users.missing(targets):
-        await ensure_user_exists(known_users=known_users, directory=directory, user_id=target_id)
+    if missing := await known_users.missing(targets):
+        found = await directory.find_many(missing)
+        # In id order: remembering a user inserts a row that concurrent imports may insert too,
+        # and one order for every transaction means none waits on another in a cycle (a
+        # deadlock).
+        for target_id in missing:
+            user = found.get(target_id)
+            if user is None:
+                raise UserNotFoundError(f"No user has id {target_id}.")
+            await known_users.add(
+                user_id=user.id, username=user.username, created_at=decode_id(user.id).created_at
+            )
     followed_by = await follows.followers_among(user_id, targets)
     inserted = await follows.insert_many(follower_id=user_id, followee_ids=targets)
     for target_id in inserted:

@@ -80,12 +80,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a 300-user graph, 2 s runs, 200 fan-out followers: checks the harness end to end",
+        help="a 150-user graph, 2 s runs, 100 fan-out followers: checks the harness end to end",
     )
     args = parser.parse_args(argv)
+    args.warm_up = 2.0
     if args.quick:
-        args.graph, args.users, args.seconds = "power-law", 300, 2.0
-        args.fanout_followers, args.posts_per_user = 200, 1
+        args.graph, args.users, args.mean_degree = "power-law", 150, 10.0
+        args.seconds, args.warm_up = 2.0, 0.5
+        args.fanout_followers, args.posts_per_user = 100, 1
     return args
 
 
@@ -265,7 +267,7 @@ async def measure_operations(
     fractions = (0.5,) if args.quick else SWEEP_FRACTIONS
     for name, next_request in operations.items():
         for warm_up in (lambda: bare, next_request):
-            await closed_loop(warm_up, concurrency=args.connections, seconds=2)
+            await closed_loop(warm_up, concurrency=args.connections, seconds=args.warm_up)
         result.framework_runs[name] = timed(
             "bare endpoint",
             await closed_loop(lambda: bare, concurrency=args.connections, seconds=args.seconds),
@@ -456,6 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "results.json").write_text(report.raw(result))
     print(text)
     say(f"written to {out}")
+    silent = [name for name, run in result.maximum.items() if run.completed == 0]
+    if silent:
+        say(f"no request of {', '.join(silent)} succeeded: the harness or the system is broken")
+        return 1
     return 0
 
 
