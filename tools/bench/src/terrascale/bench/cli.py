@@ -214,8 +214,8 @@ async def fanout(
     }
 
 
-async def timeline_memory(redis: Redis, entries: int = 800, keys: int = 200) -> dict[str, str]:
-    """Bytes per timeline entry at the configured encoding, measured on full-size timelines."""
+async def _memory_per_entry(redis: Redis, entries: int, keys: int) -> tuple[float, str]:
+    """Median bytes per entry of ``keys`` sorted sets of ``entries`` post ids, and encoding."""
     base = 250_000_000_000_000_000  # ids of the same magnitude as real post ids
     prefix = "bench:memory:"
     used: list[int] = []
@@ -224,25 +224,34 @@ async def timeline_memory(redis: Redis, entries: int = 800, keys: int = 200) -> 
         for key_index in range(keys):
             key = f"{prefix}{key_index}"
             start = base + key_index * 10_000_000
-            members = {
-                str(start + step * 4096): float(start + step * 4096) for step in range(entries)
-            }
-            await redis.zadd(key, members)
+            ids = [start + step * 4096 for step in range(entries)]
+            await redis.zadd(key, {str(post_id): float(post_id) for post_id in ids})
             used.append(int(await redis.memory_usage(key, samples=0) or 0))
             encoding = str(await redis.object("encoding", key))
     finally:
         async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
             await redis.delete(key)
-    config = await redis.config_get("zset-max-listpack-entries")
-    per_entry = statistics.median(used) / entries
+    return statistics.median(used) / entries, encoding
+
+
+async def timeline_memory(redis: Redis, entries: int = 800, keys: int = 200) -> dict[str, str]:
+    """Bytes per timeline entry, at the server's zset encoding threshold and with one that keeps
+    a full timeline in the compact listpack encoding (restored afterwards)."""
+    setting = "zset-max-listpack-entries"
+    configured = str((await redis.config_get(setting))[setting])
+    figures: dict[str, str] = {}
     users = 1_000_000
-    return {
-        f"timeline store, {entries}-entry timeline": (
-            f"{per_entry:.1f} bytes per entry ({encoding}, zset-max-listpack-entries="
-            f"{config.get('zset-max-listpack-entries')}); 1M users x {entries} = "
-            f"{per_entry * entries * users / 2**30:,.1f} GiB"
+    for threshold in (configured, str(max(entries, 1024))):
+        await redis.config_set(setting, threshold)
+        try:
+            per_entry, encoding = await _memory_per_entry(redis, entries, keys)
+        finally:
+            await redis.config_set(setting, configured)
+        total = per_entry * entries * users / 2**30
+        figures[f"timeline store, {entries} entries, {setting}={threshold}"] = (
+            f"{per_entry:.1f} bytes per entry ({encoding}); 1M users x {entries} = {total:,.1f} GiB"
         )
-    }
+    return figures
 
 
 def timed(label: str, run: RunResult) -> RunResult:
