@@ -23,6 +23,7 @@ from terrascale.common.events import (
     mark_processed_once,
     partition_for,
     record_event,
+    record_events,
 )
 from terrascale.common.events.outbox import (
     outbox_event,
@@ -89,6 +90,23 @@ async def test_event_is_rolled_back_with_its_transaction(
         await failing_change()
     rows = await published_at(session_factory, [kept.id, dropped.id])
     assert set(rows) == {kept.id}
+
+
+async def test_several_events_go_in_one_statement_in_their_order(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    subject = uuid.uuid4().int % 10**15 + 1
+    events = [user_event(subject, version) for version in range(5)]
+    async with session_factory() as session, session.begin():
+        await record_events(session, [])  # nothing to record: no statement, no error
+        await record_events(session, events)
+    async with session_factory() as session:
+        rows = await session.execute(
+            select(outbox_event.c.id)
+            .where(outbox_event.c.id.in_([event.id for event in events]))
+            .order_by(outbox_event.c.seq)
+        )
+        assert [row.id for row in rows] == [event.id for event in events]
 
 
 async def test_relay_publishes_in_order_and_marks_rows(

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from terrascale.common.events import Envelope, EventData, record_event
+from terrascale.common.events import Envelope, EventData, record_events
 from terrascale.graph.config import GraphSettings
 from terrascale.graph.models import FollowCount, FollowerEdge, FollowingEdge, KnownUser
 from terrascale.graph.pagination import Position
@@ -195,9 +195,11 @@ class FollowRepository:
         ).one_or_none()
         return (0, 0) if row is None else (row.followers, row.following)
 
-    async def record(self, event: EventData) -> None:
-        """Queue an event in this transaction's outbox: it is published only if this commits."""
-        await record_event(self.session, Envelope.wrap(event, source=GraphSettings.service_name))
+    async def record(self, *events: EventData) -> None:
+        """Queue events in this transaction's outbox (one statement): they are published only if
+        this commits, in this order."""
+        source = GraphSettings.service_name
+        await record_events(self.session, [Envelope.wrap(event, source=source) for event in events])
 
 
 class KnownUserRepository:

@@ -78,8 +78,9 @@ async def follow_many(
             )
     followed_by = await follows.followers_among(user_id, targets)
     inserted = await follows.insert_many(follower_id=user_id, followee_ids=targets)
-    for target_id in inserted:
-        await follows.record(FollowCreated(follower_id=user_id, followee_id=target_id))
+    await follows.record(
+        *(FollowCreated(follower_id=user_id, followee_id=target_id) for target_id in inserted)
+    )
     if inserted:  # last before the commit, as in follow
         await follows.count_new_follows(follower_id=user_id, followee_ids=inserted)
     return [

@@ -17,6 +17,7 @@ from terrascale.common.events.outbox import (
     drop_outbox_tables,
     mark_processed_once,
     record_event,
+    record_events,
 )
 from terrascale.common.events.partitioning import CATEGORIES, category_of, partition_for
 from terrascale.common.events.redis_streams import RedisStreamsBus
@@ -67,4 +68,5 @@ __all__ = [
     "mark_processed_once",
     "partition_for",
     "record_event",
+    "record_events",
 ]
