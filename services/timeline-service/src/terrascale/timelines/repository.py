@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, literal_column, select, update
+from sqlalchemy import and_, delete, func, literal_column, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from terrascale.timelines.models import FollowEdge, KnownPost
 from terrascale.timelines.window import Window
+
+T = TypeVar("T", bound=tuple[Any, ...])
 
 
 class TimelineRepository:
@@ -116,45 +119,37 @@ class TimelineRepository:
         )
         return list(await self.session.scalars(statement))
 
-    async def merged_posts(self, user_id: int, window: Window) -> list[int]:
-        """The window's posts by followees that were not fanned out (celebrities), exact."""
-        statement = _within(
-            select(KnownPost.post_id)
-            .join(
-                FollowEdge,
-                and_(
-                    FollowEdge.followee_id == KnownPost.author_id,
-                    FollowEdge.follower_id == user_id,
-                ),
-            )
+    async def home_check(
+        self, user_id: int, stored: Sequence[int], window: Window
+    ) -> dict[int, int]:
+        """In one round trip, post id -> author id of what belongs in the window besides the
+        user's stored timeline: which of the ``stored`` posts still belong in it (known, not
+        deleted, by someone they follow: catches what a race between fan-out and an unfollow
+        left) and the window's posts by followees that were not fanned out (celebrities)."""
+        followed = and_(
+            FollowEdge.followee_id == KnownPost.author_id, FollowEdge.follower_id == user_id
+        )
+        merged = _within(
+            select(KnownPost.post_id, KnownPost.author_id)
+            .join(FollowEdge, followed)
             .where(~KnownPost.fanned_out, ~KnownPost.deleted),
             window,
-        )
-        return await self._newest_first(statement, window)
-
-    async def still_in_home(self, user_id: int, post_ids: Sequence[int]) -> set[int]:
-        """Which of these posts belong in the user's home timeline now: known, not deleted,
-        by someone they follow. Catches what a race between fan-out and an unfollow left."""
-        if not post_ids:
-            return set()
-        statement = (
-            select(KnownPost.post_id)
-            .join(
-                FollowEdge,
-                and_(
-                    FollowEdge.followee_id == KnownPost.author_id,
-                    FollowEdge.follower_id == user_id,
-                ),
+        ).subquery()
+        statement = select(merged.c.post_id, merged.c.author_id)
+        if stored:
+            still_there = (
+                select(KnownPost.post_id, KnownPost.author_id)
+                .join(FollowEdge, followed)
+                .where(KnownPost.post_id.in_(stored), ~KnownPost.deleted)
             )
-            .where(KnownPost.post_id.in_(post_ids), ~KnownPost.deleted)
-        )
-        return set(await self.session.scalars(statement))
+            statement = union_all(statement, still_there)
+        return dict((await self.session.execute(statement)).tuples().all())
 
-    async def home_page(self, user_id: int, window: Window) -> list[int]:
-        """The window straight from the projections, every post of every followee: the answer
-        when Redis is unavailable."""
+    async def home_page(self, user_id: int, window: Window) -> dict[int, int]:
+        """The window straight from the projections, every post of every followee, newest
+        first, post id -> author id: the answer when Redis is unavailable."""
         statement = _within(
-            select(KnownPost.post_id)
+            select(KnownPost.post_id, KnownPost.author_id)
             .join(
                 FollowEdge,
                 and_(
@@ -165,14 +160,11 @@ class TimelineRepository:
             .where(~KnownPost.deleted),
             window,
         )
-        return await self._newest_first(statement, window)
-
-    async def _newest_first(self, statement: Select[tuple[int]], window: Window) -> list[int]:
-        ids = list(await self.session.scalars(statement))
-        return ids[::-1] if window.from_oldest else ids
+        rows = (await self.session.execute(statement)).tuples().all()
+        return dict(sorted(rows, reverse=True))
 
 
-def _within(statement: Select[tuple[int]], window: Window) -> Select[tuple[int]]:
+def _within(statement: Select[T], window: Window) -> Select[T]:
     if window.older_than is not None:
         statement = statement.where(KnownPost.post_id < window.older_than)
     if window.newer_than is not None:

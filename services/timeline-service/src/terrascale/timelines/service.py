@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from terrascale.common.logging import get_logger
+from terrascale.timelines.cache import HydrationCache
 from terrascale.timelines.repository import TimelineRepository
 from terrascale.timelines.store import TimelineStore
 from terrascale.timelines.window import Window
@@ -26,17 +27,23 @@ logger = get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """A page of post ids, newest first. ``scanned`` is the window's ids before the last
-    check: cursors come from it, so posts dropped by that check do not end paging early."""
+    """A page of posts, newest first, as post id -> author id. ``scanned`` is the window's ids
+    before the last check: cursors come from it, so posts dropped by that check do not end
+    paging early."""
 
-    post_ids: list[int]
+    authors_of: dict[int, int]
     scanned: list[int]
+
+    @property
+    def post_ids(self) -> list[int]:
+        return list(self.authors_of)
 
 
 @dataclass(frozen=True, slots=True)
 class Timelines:
     session_factory: async_sessionmaker[AsyncSession]
     store: TimelineStore
+    cache: HydrationCache
     celebrity_follower_threshold: int
     fanout_batch_size: int
 
@@ -69,6 +76,9 @@ class Timelines:
             was_fanned_out = await TimelineRepository(session).forget_post(
                 post_id=post_id, author_id=author_id
             )
+        # Pages never show it again (they are checked against the tombstone): this only frees
+        # the memory.
+        await self.cache.forget_post(post_id)
         if was_fanned_out:
 
             async def remove(followers: Sequence[int]) -> None:
@@ -99,6 +109,10 @@ class Timelines:
         posts = await self._fanned_out_posts_of(followee_id)
         await self.store.remove([follower_id], posts)
 
+    async def author_updated(self, *, author_id: int) -> None:
+        """The display name may have changed: the next page asks the User Service again."""
+        await self.cache.forget_author(author_id)
+
     # -- reads -------------------------------------------------------------------------------
 
     async def home(self, user_id: int, window: Window) -> Page:
@@ -113,11 +127,15 @@ class Timelines:
         async with self.session_factory() as session:
             timelines = TimelineRepository(session)
             if stored is None:
-                scanned = await timelines.home_page(user_id, window)
-                return Page(post_ids=scanned, scanned=scanned)
-            scanned = window.select([*stored, *await timelines.merged_posts(user_id, window)])
-            current = await timelines.still_in_home(user_id, scanned)
-        return Page(post_ids=[post for post in scanned if post in current], scanned=scanned)
+                authors_of = await timelines.home_page(user_id, window)
+                return Page(authors_of=authors_of, scanned=list(authors_of))
+            # The stored posts still in the home timeline, and the celebrities' posts.
+            current = await timelines.home_check(user_id, stored, window)
+        scanned = window.select([*stored, *current])
+        return Page(
+            authors_of={post: current[post] for post in scanned if post in current},
+            scanned=scanned,
+        )
 
     async def rebuild(self, user_id: int) -> bool:
         """Rebuild the user's timeline from the projections; False if it vanished meanwhile.
