@@ -101,17 +101,28 @@ def store(redis: Redis, redis_key_prefix: str) -> TimelineStore:
 
 
 @pytest.fixture
+async def autocommit_engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
 def hydration_cache(redis: Redis, redis_key_prefix: str) -> HydrationCache:
     return HydrationCache(redis, key_prefix=redis_key_prefix, post_seconds=60, author_seconds=60)
 
 
 @pytest.fixture
 def build_timelines(
-    engine: AsyncEngine, store: TimelineStore, hydration_cache: HydrationCache
+    engine: AsyncEngine,
+    autocommit_engine: AsyncEngine,
+    store: TimelineStore,
+    hydration_cache: HydrationCache,
 ) -> Callable[..., Timelines]:
     def build(*, celebrity_follower_threshold: int = 100, fanout_batch_size: int = 7) -> Timelines:
         return Timelines(
             session_factory=create_session_factory(engine),
+            reads=create_session_factory(autocommit_engine),
             store=store,
             cache=hydration_cache,
             celebrity_follower_threshold=celebrity_follower_threshold,

@@ -162,6 +162,7 @@ async def test_a_worker_killed_mid_fan_out_loses_and_doubles_nothing(
     stalled = asyncio.Event()
     crashing = Timelines(
         session_factory=timelines.session_factory,
+        reads=timelines.reads,
         store=_StallingStore(store, stalled),
         cache=timelines.cache,
         celebrity_follower_threshold=timelines.celebrity_follower_threshold,

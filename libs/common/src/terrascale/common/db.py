@@ -33,10 +33,14 @@ def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(settings: ServiceSettings) -> AsyncEngine:
+def create_engine(settings: ServiceSettings, *, autocommit: bool = False) -> AsyncEngine:
+    """``autocommit`` is for an engine that only runs single read-only statements: no BEGIN
+    and ROLLBACK around each, and a one-statement pre-ping (a session's ``begin()`` on it does
+    not make a transaction, so never write through it)."""
     statement_timeout_ms = int(settings.db_statement_timeout_seconds * 1000)
     return create_async_engine(
         settings.sqlalchemy_url,
+        isolation_level="AUTOCOMMIT" if autocommit else None,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_connect_timeout_seconds,

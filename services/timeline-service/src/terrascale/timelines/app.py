@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from terrascale.common.app import Resource, create_service_app
 from terrascale.common.background import event_consumer
+from terrascale.common.db import create_engine, create_session_factory
 from terrascale.common.events import EventSettings, load_event_settings
 from terrascale.common.logging import get_logger
 from terrascale.timelines import __version__
@@ -82,8 +83,10 @@ def create_worker(
 def _timelines(settings: TimelineSettings) -> Resource:
     @asynccontextmanager
     async def open_timelines(app: FastAPI) -> AsyncGenerator[None]:
+        reads = create_engine(settings, autocommit=True)
         app.state.timelines = Timelines(
             session_factory=app.state.session_factory,
+            reads=create_session_factory(reads),
             store=TimelineStore(
                 app.state.redis,
                 key_prefix=settings.cache_key_prefix,
@@ -99,7 +102,10 @@ def _timelines(settings: TimelineSettings) -> Resource:
             celebrity_follower_threshold=settings.celebrity_follower_threshold,
             fanout_batch_size=settings.fanout_batch_size,
         )
-        yield
+        try:
+            yield
+        finally:
+            await reads.dispose()
 
     return open_timelines
 

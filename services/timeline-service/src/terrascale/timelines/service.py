@@ -42,6 +42,9 @@ class Page:
 @dataclass(frozen=True, slots=True)
 class Timelines:
     session_factory: async_sessionmaker[AsyncSession]
+    # Sessions on an autocommit engine, for the reads of one statement each (a page's check, a
+    # rebuild's query): no BEGIN and ROLLBACK round trips around them.
+    reads: async_sessionmaker[AsyncSession]
     store: TimelineStore
     cache: HydrationCache
     celebrity_follower_threshold: int
@@ -124,7 +127,7 @@ class Timelines:
         except RedisError as exc:
             logger.warning("timeline store unavailable; reading the database", error=repr(exc))
             stored = None
-        async with self.session_factory() as session:
+        async with self.reads() as session:
             timelines = TimelineRepository(session)
             if stored is None:
                 authors_of = await timelines.home_page(user_id, window)
@@ -142,7 +145,7 @@ class Timelines:
         The timeline exists (not ready) before the database is read, so a post committed after
         that read is fanned out into it rather than missed."""
         await self.store.begin_rebuild(user_id)
-        async with self.session_factory() as session:
+        async with self.reads() as session:
             posts = await TimelineRepository(session).home_posts(
                 user_id, limit=self.store.max_posts
             )
