@@ -8,6 +8,8 @@ from collections.abc import Callable
 import httpx
 from fastapi import FastAPI, Query
 from httpx import AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from terrascale.common.testing.helpers import PROBLEM_JSON
 from terrascale.timelines.hydration import Hydrator
@@ -176,3 +178,34 @@ async def test_cached_copies_end_with_a_deletion_or_a_profile_change(
         await timelines.post_deleted(post_id=newer, author_id=int(author))
         assert await page() == [(str(older), "Ada L.")]
         assert await timelines.cache.get([newer], []) == ({}, {})
+
+
+async def test_a_page_read_on_a_connection_postgresql_dropped_is_read_again(
+    *,
+    app: FastAPI,
+    client: AsyncClient,
+    engine: AsyncEngine,
+    auth: Auth,
+    new_id: Callable[[], int],
+) -> None:
+    """Page reads skip the pre-ping, so a dropped pooled connection is met by the statement."""
+    reader = new_id()
+    await _follow_with_posts(app, reader, new_id, 1)
+    transport = httpx.ASGITransport(app=_Upstreams().app)  # knows no post: pages come empty
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://posts") as post_client,
+        httpx.AsyncClient(transport=transport, base_url="http://users") as user_client,
+    ):
+        app.state.hydrator = Hydrator(
+            posts=post_client, users=user_client, cache=app.state.timelines.cache, timeout_seconds=1
+        )
+        assert (await client.get("/timelines/home", headers=auth(reader))).status_code == 200
+        async with engine.connect() as connection:
+            dropped = await connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                    "datname = current_database() AND application_name = 'timeline-service'"
+                )
+            )
+        assert dropped
+        assert (await client.get("/timelines/home", headers=auth(reader))).status_code == 200

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, literal_column, select, union_all, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import CompoundSelect, Select
 
 from terrascale.timelines.models import FollowEdge, KnownPost
 from terrascale.timelines.window import Window
@@ -126,48 +139,78 @@ class TimelineRepository:
         user's stored timeline: which of the ``stored`` posts still belong in it (known, not
         deleted, by someone they follow: catches what a race between fan-out and an unfollow
         left) and the window's posts by followees that were not fanned out (celebrities)."""
-        followed = and_(
-            FollowEdge.followee_id == KnownPost.author_id, FollowEdge.follower_id == user_id
-        )
-        merged = _within(
-            select(KnownPost.post_id, KnownPost.author_id)
-            .join(FollowEdge, followed)
-            .where(~KnownPost.fanned_out, ~KnownPost.deleted),
-            window,
-        ).subquery()
-        statement = select(merged.c.post_id, merged.c.author_id)
-        if stored:
-            still_there = (
-                select(KnownPost.post_id, KnownPost.author_id)
-                .join(FollowEdge, followed)
-                .where(KnownPost.post_id.in_(stored), ~KnownPost.deleted)
-            )
-            statement = union_all(statement, still_there)
-        return dict((await self.session.execute(statement)).tuples().all())
+        statement = _home_check(*_shape(window))
+        parameters = {"user_id": user_id, "stored": list(stored), **_bounds(window)}
+        return dict((await self.session.execute(statement, parameters)).tuples().all())
 
     async def home_page(self, user_id: int, window: Window) -> dict[int, int]:
         """The window straight from the projections, every post of every followee, newest
         first, post id -> author id: the answer when Redis is unavailable."""
-        statement = _within(
-            select(KnownPost.post_id, KnownPost.author_id)
-            .join(
-                FollowEdge,
-                and_(
-                    FollowEdge.followee_id == KnownPost.author_id,
-                    FollowEdge.follower_id == user_id,
-                ),
-            )
-            .where(~KnownPost.deleted),
-            window,
-        )
-        rows = (await self.session.execute(statement)).tuples().all()
+        statement = _home_page(*_shape(window))
+        parameters = {"user_id": user_id, **_bounds(window)}
+        rows = (await self.session.execute(statement, parameters)).tuples().all()
         return dict(sorted(rows, reverse=True))
 
 
-def _within(statement: Select[T], window: Window) -> Select[T]:
+# The reads of every page are built once per window shape (which bounds it has, which end it
+# keeps), their values bound at execution: building and caching a statement per request cost
+# more than running it.
+_FOLLOWED = and_(
+    FollowEdge.followee_id == KnownPost.author_id,
+    FollowEdge.follower_id == bindparam("user_id", type_=BigInteger),
+)
+
+
+def _shape(window: Window) -> tuple[bool, bool, bool]:
+    return window.older_than is not None, window.newer_than is not None, window.from_oldest
+
+
+def _bounds(window: Window) -> dict[str, int]:
+    bounds = {"limit": window.limit}
     if window.older_than is not None:
-        statement = statement.where(KnownPost.post_id < window.older_than)
+        bounds["older_than"] = window.older_than
     if window.newer_than is not None:
-        statement = statement.where(KnownPost.post_id > window.newer_than)
-    order = KnownPost.post_id.asc() if window.from_oldest else KnownPost.post_id.desc()
-    return statement.order_by(order).limit(window.limit)
+        bounds["newer_than"] = window.newer_than
+    return bounds
+
+
+def _within(statement: Select[T], older: bool, newer: bool, from_oldest: bool) -> Select[T]:
+    if older:
+        statement = statement.where(KnownPost.post_id < bindparam("older_than", type_=BigInteger))
+    if newer:
+        statement = statement.where(KnownPost.post_id > bindparam("newer_than", type_=BigInteger))
+    order = KnownPost.post_id.asc() if from_oldest else KnownPost.post_id.desc()
+    return statement.order_by(order).limit(bindparam("limit", type_=Integer))
+
+
+@cache
+def _home_check(older: bool, newer: bool, from_oldest: bool) -> CompoundSelect[tuple[int, int]]:
+    merged = _within(
+        select(KnownPost.post_id, KnownPost.author_id)
+        .join(FollowEdge, _FOLLOWED)
+        .where(~KnownPost.fanned_out, ~KnownPost.deleted),
+        older,
+        newer,
+        from_oldest,
+    ).subquery()
+    still_there = (
+        select(KnownPost.post_id, KnownPost.author_id)
+        .join(FollowEdge, _FOLLOWED)
+        .where(
+            KnownPost.post_id == any_(bindparam("stored", type_=ARRAY(BigInteger))),
+            ~KnownPost.deleted,
+        )
+    )
+    return union_all(select(merged.c.post_id, merged.c.author_id), still_there)
+
+
+@cache
+def _home_page(older: bool, newer: bool, from_oldest: bool) -> Select[tuple[int, int]]:
+    return _within(
+        select(KnownPost.post_id, KnownPost.author_id)
+        .join(FollowEdge, _FOLLOWED)
+        .where(~KnownPost.deleted),
+        older,
+        newer,
+        from_oldest,
+    )

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from terrascale.common.logging import get_logger
@@ -23,6 +25,8 @@ from terrascale.timelines.store import TimelineStore
 from terrascale.timelines.window import Window
 
 logger = get_logger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +46,8 @@ class Page:
 @dataclass(frozen=True, slots=True)
 class Timelines:
     session_factory: async_sessionmaker[AsyncSession]
-    # Sessions on an autocommit engine, for the reads of one statement each (a page's check, a
-    # rebuild's query): no BEGIN and ROLLBACK round trips around them.
+    # Sessions on an autocommit engine without pre-ping, for the reads of one statement each (a
+    # page's check, a rebuild's query): no round trips but the statement's (see ``_read``).
     reads: async_sessionmaker[AsyncSession]
     store: TimelineStore
     cache: HydrationCache
@@ -127,13 +131,11 @@ class Timelines:
         except RedisError as exc:
             logger.warning("timeline store unavailable; reading the database", error=repr(exc))
             stored = None
-        async with self.reads() as session:
-            timelines = TimelineRepository(session)
-            if stored is None:
-                authors_of = await timelines.home_page(user_id, window)
-                return Page(authors_of=authors_of, scanned=list(authors_of))
-            # The stored posts still in the home timeline, and the celebrities' posts.
-            current = await timelines.home_check(user_id, stored, window)
+        if stored is None:
+            authors_of = await self._read(lambda timelines: timelines.home_page(user_id, window))
+            return Page(authors_of=authors_of, scanned=list(authors_of))
+        # The stored posts still in the home timeline, and the celebrities' posts.
+        current = await self._read(lambda timelines: timelines.home_check(user_id, stored, window))
         scanned = window.select([*stored, *current])
         return Page(
             authors_of={post: current[post] for post in scanned if post in current},
@@ -145,10 +147,9 @@ class Timelines:
         The timeline exists (not ready) before the database is read, so a post committed after
         that read is fanned out into it rather than missed."""
         await self.store.begin_rebuild(user_id)
-        async with self.reads() as session:
-            posts = await TimelineRepository(session).home_posts(
-                user_id, limit=self.store.max_posts
-            )
+        posts = await self._read(
+            lambda timelines: timelines.home_posts(user_id, limit=self.store.max_posts)
+        )
         rebuilt = await self.store.finish_rebuild(user_id, posts)
         logger.info("home timeline rebuilt", user_id=user_id, posts=len(posts), ok=rebuilt)
         return rebuilt
@@ -162,6 +163,20 @@ class Timelines:
                 return page
             await self.rebuild(user_id)
         return await self.store.read(user_id, window)
+
+    async def _read(self, read: Callable[[TimelineRepository], Awaitable[T]]) -> T:
+        """One read-only statement on ``reads``. Its connections are not pinged before use (a
+        round trip per page); one that PostgreSQL dropped fails its statement, SQLAlchemy
+        discards it and every older connection, and the read runs once more on a new one."""
+        try:
+            async with self.reads() as session:
+                return await read(TimelineRepository(session))
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            logger.info("database connection was dropped; reading again", error=repr(exc))
+        async with self.reads() as session:
+            return await read(TimelineRepository(session))
 
     async def _fanned_out_posts_of(self, author_id: int) -> list[int]:
         async with self.session_factory() as session:
