@@ -51,6 +51,33 @@ async def test_each_request_is_logged_once_as_json(
     assert "trace_id" not in line  # tracing is off without OTLP_ENDPOINT
 
 
+async def test_above_info_only_failed_requests_are_logged(
+    settings: UserSettings,
+    make_app: Callable[[UserSettings], FastAPI],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app = make_app(settings.model_copy(update={"log_level": "WARNING"}))
+
+    async def explode() -> None:
+        raise RuntimeError("boom")
+
+    app.add_api_route("/explode", explode)
+    async with (
+        LifespanManager(app),
+        AsyncClient(
+            transport=ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://testserver",
+        ) as client,
+    ):
+        capsys.readouterr()
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/explode")).status_code == 500
+    [line] = log_events(capsys.readouterr().out, "request")
+    assert line["path"] == "/explode"
+    assert line["status"] == 500
+    assert line["level"] == "warning"
+
+
 async def test_debug_switches_logs_to_console(
     settings: UserSettings,
     make_app: Callable[[UserSettings], FastAPI],

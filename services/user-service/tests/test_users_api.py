@@ -196,6 +196,8 @@ async def test_second_read_is_cached(client: AsyncClient, username: str) -> None
     profile = {"id": user_id, "username": username, "display_name": None, "bio": None}
     assert first.json() == {**profile, "cached": False}
     assert second.json() == {**profile, "cached": True}
+    assert first.headers["content-type"] == second.headers["content-type"] == "application/json"
+    assert list(second.json()) == list(first.json())  # same field order from cache and database
 
 
 @pytest.mark.slow
@@ -238,12 +240,25 @@ async def test_unknown_user_is_404_and_is_not_cached(app: FastAPI, client: Async
     }
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        b"\x00garbage",
+        b"[]",
+        b'{"version": 1}',
+        b'{"version": 1, "user": "someone"}',
+        # Another format: a field missing, or one too many.
+        b'{"version": 1, "user": {"id": "1", "username": "old_format"}}',
+        b'{"version": 1, "user": {"id": "1", "username": "x", "display_name": null, "bio": null,'
+        b' "email": "x@example.com"}}',
+    ],
+)
 async def test_unreadable_cache_entry_is_replaced(
-    app: FastAPI, client: AsyncClient, username: str
+    app: FastAPI, client: AsyncClient, username: str, entry: bytes
 ) -> None:
     user_id = (await client.post("/users/", json={"username": username})).json()["id"]
     cache: Cache = app.state.cache
-    await cache.redis.set(cache.key("user", user_id), b"\x00garbage")
+    await cache.redis.set(cache.key("user", user_id), entry)
     assert (await client.get(f"/users/{user_id}")).json()["cached"] is False
     assert (await client.get(f"/users/{user_id}")).json() == {
         "id": user_id,

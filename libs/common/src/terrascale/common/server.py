@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,12 @@ class GunicornServer(BaseApplication):
 
     def load(self) -> ASGIApp:
         # Runs in each worker after the fork, so event loops and pools are never shared.
-        return self.app_factory()
+        app = self.app_factory()
+        # The modules, routes and schemas loaded so far live as long as the worker. Freezing them
+        # keeps the collector from walking them all again in every full collection: in a worker
+        # under load those took about 0.2 s each and set the p99 latency.
+        gc.freeze()
+        return app
 
 
 def serve(settings: ServiceSettings, app_factory: Callable[[], ASGIApp]) -> None:
