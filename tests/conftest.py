@@ -90,6 +90,10 @@ async def system(
             "cache_key_prefix": f"{redis_key_prefix}{name}:",
             "jwt_public_key": public_key_pem(load_private_key(private_pem)),
             "log_level": "WARNING",
+            # One app per service here, where a deployment runs two worker processes of each:
+            # give it the connections both would have together (2 x (4 + 2)).
+            "db_pool_size": 10,
+            "db_max_overflow": 2,
             "user_service_url": base["users"],
             "post_service_url": base["posts"],
             **system_overrides.get(name, {}),
