@@ -34,6 +34,7 @@ from terrascale.common.migrations import alembic_config
 from terrascale.common.testing.helpers import free_port
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.timelines.app import create_app
+from terrascale.timelines.cache import HydrationCache
 from terrascale.timelines.cli import SCRIPT_LOCATION
 from terrascale.timelines.config import TimelineSettings
 from terrascale.timelines.service import Timelines
@@ -100,11 +101,30 @@ def store(redis: Redis, redis_key_prefix: str) -> TimelineStore:
 
 
 @pytest.fixture
-def build_timelines(engine: AsyncEngine, store: TimelineStore) -> Callable[..., Timelines]:
+async def autocommit_engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def hydration_cache(redis: Redis, redis_key_prefix: str) -> HydrationCache:
+    return HydrationCache(redis, key_prefix=redis_key_prefix, post_seconds=60, author_seconds=60)
+
+
+@pytest.fixture
+def build_timelines(
+    engine: AsyncEngine,
+    autocommit_engine: AsyncEngine,
+    store: TimelineStore,
+    hydration_cache: HydrationCache,
+) -> Callable[..., Timelines]:
     def build(*, celebrity_follower_threshold: int = 100, fanout_batch_size: int = 7) -> Timelines:
         return Timelines(
             session_factory=create_session_factory(engine),
+            reads=create_session_factory(autocommit_engine),
             store=store,
+            cache=hydration_cache,
             celebrity_follower_threshold=celebrity_follower_threshold,
             fanout_batch_size=fanout_batch_size,
         )

@@ -18,6 +18,7 @@ from terrascale.common.events import (
     FollowCreated,
     PostCreated,
     PostDeleted,
+    UserUpdated,
     connect_bus,
 )
 from terrascale.timelines.app import create_worker
@@ -96,6 +97,31 @@ async def test_the_worker_applies_follow_and_post_events(
         await eventually(settled)
 
 
+async def test_a_profile_change_drops_the_cached_author(
+    build_settings: Callable[..., TimelineSettings],
+    event_settings: EventSettings,
+    bus: EventBus,
+    timelines: Timelines,
+    new_id: Callable[[], int],
+) -> None:
+    author = new_id()
+    await timelines.cache.store({}, {author: b'{"id": "1", "username": "ada"}'})
+    worker = create_worker(build_settings(), event_settings)
+    async with LifespanManager(worker):
+        await bus.publish(
+            [
+                Envelope.wrap(
+                    UserUpdated(user_id=author, display_name="Ada", bio=None), source="test"
+                )
+            ]
+        )
+
+        async def dropped() -> bool:
+            return (await timelines.cache.get([], [author]))[1] == {}
+
+        await eventually(dropped)
+
+
 class _StallingStore(TimelineStore):
     """Stalls forever after its first fan-out batch: the moment a crash is simulated."""
 
@@ -136,7 +162,9 @@ async def test_a_worker_killed_mid_fan_out_loses_and_doubles_nothing(
     stalled = asyncio.Event()
     crashing = Timelines(
         session_factory=timelines.session_factory,
+        reads=timelines.reads,
         store=_StallingStore(store, stalled),
+        cache=timelines.cache,
         celebrity_follower_threshold=timelines.celebrity_follower_threshold,
         fanout_batch_size=10,
     )

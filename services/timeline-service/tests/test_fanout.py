@@ -195,9 +195,11 @@ async def test_without_redis_the_database_answers(
     try:
         offline = Timelines(
             session_factory=timelines.session_factory,
+            reads=timelines.reads,
             store=TimelineStore(
                 unreachable, key_prefix=store.key_prefix, max_posts=50, active_seconds=60
             ),
+            cache=timelines.cache,
             celebrity_follower_threshold=0,
             fanout_batch_size=10,
         )

@@ -58,7 +58,7 @@ def test_redis_ceilings_are_measured(own_valkey: RedisAddress) -> None:
 
 @pytest.mark.skipif(shutil.which("pgbench") is None, reason="needs postgresql-client")
 def test_the_postgres_ceiling_is_measured(test_servers: ServerAddresses, own_database: str) -> None:
-    ceiling = postgres_ceiling(make_url(test_servers.postgres), own_database, seconds=1)
+    ceiling = postgres_ceiling(make_url(test_servers.postgres), own_database, seconds=1, scale=1)
     assert ceiling.rate is not None
     assert ceiling.rate > 100
     assert ceiling.command.startswith("pgbench -S")

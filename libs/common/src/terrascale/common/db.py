@@ -33,14 +33,22 @@ def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(settings: ServiceSettings) -> AsyncEngine:
+def create_engine(
+    settings: ServiceSettings, *, autocommit: bool = False, pre_ping: bool = True
+) -> AsyncEngine:
+    """``autocommit`` is for an engine that only runs single read-only statements: no BEGIN
+    and ROLLBACK around each (a session's ``begin()`` on it makes no transaction, so never
+    write through it). Without ``pre_ping`` a connection is not checked before use, which
+    saves a round trip per checkout; the caller then retries a statement that met a dropped
+    connection (``DBAPIError.connection_invalidated``)."""
     statement_timeout_ms = int(settings.db_statement_timeout_seconds * 1000)
     return create_async_engine(
         settings.sqlalchemy_url,
+        isolation_level="AUTOCOMMIT" if autocommit else None,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_connect_timeout_seconds,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,

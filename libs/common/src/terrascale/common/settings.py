@@ -52,8 +52,8 @@ class ServiceSettings(BaseSettings):
         default=None,
         description="Full SQLAlchemy URL; overrides the POSTGRES_* parts when set.",
     )
-    # 5 services x 2 workers + 4 event workers, 6 connections each: 84, within PostgreSQL's
-    # default max_connections of 100.
+    # 5 services x 2 workers + 4 event workers, 6 connections each, plus the timeline
+    # service's read pool in each of its 2 workers: 96, within PostgreSQL's default 100.
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 4
     db_max_overflow: Annotated[int, Field(ge=0, le=200)] = 2
     db_connect_timeout_seconds: Seconds = 3.0

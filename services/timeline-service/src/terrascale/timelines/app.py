@@ -12,9 +12,11 @@ from fastapi import FastAPI
 
 from terrascale.common.app import Resource, create_service_app
 from terrascale.common.background import event_consumer
+from terrascale.common.db import create_engine, create_session_factory
 from terrascale.common.events import EventSettings, load_event_settings
 from terrascale.common.logging import get_logger
 from terrascale.timelines import __version__
+from terrascale.timelines.cache import HydrationCache
 from terrascale.timelines.config import TimelineSettings, get_settings
 from terrascale.timelines.consumer import CATEGORIES, CONSUMER_GROUP, timeline_events_handler
 from terrascale.timelines.hydration import Hydrator
@@ -81,18 +83,29 @@ def create_worker(
 def _timelines(settings: TimelineSettings) -> Resource:
     @asynccontextmanager
     async def open_timelines(app: FastAPI) -> AsyncGenerator[None]:
+        reads = create_engine(settings, autocommit=True, pre_ping=False)
         app.state.timelines = Timelines(
             session_factory=app.state.session_factory,
+            reads=create_session_factory(reads),
             store=TimelineStore(
                 app.state.redis,
                 key_prefix=settings.cache_key_prefix,
                 max_posts=settings.timeline_max_posts,
                 active_seconds=settings.timeline_active_days * SECONDS_PER_DAY,
             ),
+            cache=HydrationCache(
+                app.state.redis,
+                key_prefix=settings.cache_key_prefix,
+                post_seconds=settings.post_cache_seconds,
+                author_seconds=settings.author_cache_seconds,
+            ),
             celebrity_follower_threshold=settings.celebrity_follower_threshold,
             fanout_batch_size=settings.fanout_batch_size,
         )
-        yield
+        try:
+            yield
+        finally:
+            await reads.dispose()
 
     return open_timelines
 
@@ -117,7 +130,10 @@ def _hydrator(settings: TimelineSettings) -> Resource:
             ) as users,
         ):
             app.state.hydrator = Hydrator(
-                posts=posts, users=users, timeout_seconds=settings.upstream_timeout_seconds
+                posts=posts,
+                users=users,
+                cache=app.state.timelines.cache,
+                timeout_seconds=settings.upstream_timeout_seconds,
             )
             yield
 

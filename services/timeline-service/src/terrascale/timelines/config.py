@@ -42,6 +42,17 @@ class TimelineSettings(ServiceSettings):
         description="A home timeline nobody read for this long is dropped and gets no fan-out; "
         "it is rebuilt on the next read.",
     )
+    post_cache_seconds: Annotated[int, Field(ge=1)] = Field(
+        default=86_400,
+        description="How long a hydrated post is kept in this service's cache. Bodies never "
+        "change and deleted posts are filtered out by the projections, so this only bounds "
+        "memory.",
+    )
+    author_cache_seconds: Annotated[int, Field(ge=1)] = Field(
+        default=300,
+        description="How long an author's public profile is kept in this service's cache; "
+        "user.updated drops it sooner.",
+    )
     fanout_batch_size: Annotated[int, Field(ge=1, le=10_000)] = Field(
         default=1_000, description="Followers read and written per pipelined fan-out batch."
     )

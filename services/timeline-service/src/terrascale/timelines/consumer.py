@@ -1,4 +1,5 @@
-"""The worker's event handling: posts and follows, into the projections and the timelines."""
+"""The worker's event handling: posts and follows, into the projections and the timelines;
+profile changes, out of the hydration cache."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from terrascale.common.events import (
     Handler,
     PostCreated,
     PostDeleted,
+    UserUpdated,
 )
 from terrascale.timelines.service import Timelines
 
 CONSUMER_GROUP = "timeline-service"
-CATEGORIES = ("post", "follow")
+CATEGORIES = ("post", "follow", "user")
 
 
 def timeline_events_handler(timelines: Timelines) -> Handler:
@@ -35,5 +37,7 @@ def timeline_events_handler(timelines: Timelines) -> Handler:
             await timelines.follow_deleted(
                 follower_id=data.follower_id, followee_id=data.followee_id
             )
+        elif isinstance(data, UserUpdated):
+            await timelines.author_updated(author_id=data.user_id)
 
     return handle

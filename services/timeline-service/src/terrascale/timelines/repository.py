@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, literal_column, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import CompoundSelect, Select
 
 from terrascale.timelines.models import FollowEdge, KnownPost
 from terrascale.timelines.window import Window
+
+T = TypeVar("T", bound=tuple[Any, ...])
 
 
 class TimelineRepository:
@@ -116,66 +132,85 @@ class TimelineRepository:
         )
         return list(await self.session.scalars(statement))
 
-    async def merged_posts(self, user_id: int, window: Window) -> list[int]:
-        """The window's posts by followees that were not fanned out (celebrities), exact."""
-        statement = _within(
-            select(KnownPost.post_id)
-            .join(
-                FollowEdge,
-                and_(
-                    FollowEdge.followee_id == KnownPost.author_id,
-                    FollowEdge.follower_id == user_id,
-                ),
-            )
-            .where(~KnownPost.fanned_out, ~KnownPost.deleted),
-            window,
-        )
-        return await self._newest_first(statement, window)
+    async def home_check(
+        self, user_id: int, stored: Sequence[int], window: Window
+    ) -> dict[int, int]:
+        """In one round trip, post id -> author id of what belongs in the window besides the
+        user's stored timeline: which of the ``stored`` posts still belong in it (known, not
+        deleted, by someone they follow: catches what a race between fan-out and an unfollow
+        left) and the window's posts by followees that were not fanned out (celebrities)."""
+        statement = _home_check(*_shape(window))
+        parameters = {"user_id": user_id, "stored": list(stored), **_bounds(window)}
+        return dict((await self.session.execute(statement, parameters)).tuples().all())
 
-    async def still_in_home(self, user_id: int, post_ids: Sequence[int]) -> set[int]:
-        """Which of these posts belong in the user's home timeline now: known, not deleted,
-        by someone they follow. Catches what a race between fan-out and an unfollow left."""
-        if not post_ids:
-            return set()
-        statement = (
-            select(KnownPost.post_id)
-            .join(
-                FollowEdge,
-                and_(
-                    FollowEdge.followee_id == KnownPost.author_id,
-                    FollowEdge.follower_id == user_id,
-                ),
-            )
-            .where(KnownPost.post_id.in_(post_ids), ~KnownPost.deleted)
-        )
-        return set(await self.session.scalars(statement))
-
-    async def home_page(self, user_id: int, window: Window) -> list[int]:
-        """The window straight from the projections, every post of every followee: the answer
-        when Redis is unavailable."""
-        statement = _within(
-            select(KnownPost.post_id)
-            .join(
-                FollowEdge,
-                and_(
-                    FollowEdge.followee_id == KnownPost.author_id,
-                    FollowEdge.follower_id == user_id,
-                ),
-            )
-            .where(~KnownPost.deleted),
-            window,
-        )
-        return await self._newest_first(statement, window)
-
-    async def _newest_first(self, statement: Select[tuple[int]], window: Window) -> list[int]:
-        ids = list(await self.session.scalars(statement))
-        return ids[::-1] if window.from_oldest else ids
+    async def home_page(self, user_id: int, window: Window) -> dict[int, int]:
+        """The window straight from the projections, every post of every followee, newest
+        first, post id -> author id: the answer when Redis is unavailable."""
+        statement = _home_page(*_shape(window))
+        parameters = {"user_id": user_id, **_bounds(window)}
+        rows = (await self.session.execute(statement, parameters)).tuples().all()
+        return dict(sorted(rows, reverse=True))
 
 
-def _within(statement: Select[tuple[int]], window: Window) -> Select[tuple[int]]:
+# The reads of every page are built once per window shape (which bounds it has, which end it
+# keeps), their values bound at execution: building and caching a statement per request cost
+# more than running it.
+_FOLLOWED = and_(
+    FollowEdge.followee_id == KnownPost.author_id,
+    FollowEdge.follower_id == bindparam("user_id", type_=BigInteger),
+)
+
+
+def _shape(window: Window) -> tuple[bool, bool, bool]:
+    return window.older_than is not None, window.newer_than is not None, window.from_oldest
+
+
+def _bounds(window: Window) -> dict[str, int]:
+    bounds = {"limit": window.limit}
     if window.older_than is not None:
-        statement = statement.where(KnownPost.post_id < window.older_than)
+        bounds["older_than"] = window.older_than
     if window.newer_than is not None:
-        statement = statement.where(KnownPost.post_id > window.newer_than)
-    order = KnownPost.post_id.asc() if window.from_oldest else KnownPost.post_id.desc()
-    return statement.order_by(order).limit(window.limit)
+        bounds["newer_than"] = window.newer_than
+    return bounds
+
+
+def _within(statement: Select[T], older: bool, newer: bool, from_oldest: bool) -> Select[T]:
+    if older:
+        statement = statement.where(KnownPost.post_id < bindparam("older_than", type_=BigInteger))
+    if newer:
+        statement = statement.where(KnownPost.post_id > bindparam("newer_than", type_=BigInteger))
+    order = KnownPost.post_id.asc() if from_oldest else KnownPost.post_id.desc()
+    return statement.order_by(order).limit(bindparam("limit", type_=Integer))
+
+
+@cache
+def _home_check(older: bool, newer: bool, from_oldest: bool) -> CompoundSelect[tuple[int, int]]:
+    merged = _within(
+        select(KnownPost.post_id, KnownPost.author_id)
+        .join(FollowEdge, _FOLLOWED)
+        .where(~KnownPost.fanned_out, ~KnownPost.deleted),
+        older,
+        newer,
+        from_oldest,
+    ).subquery()
+    still_there = (
+        select(KnownPost.post_id, KnownPost.author_id)
+        .join(FollowEdge, _FOLLOWED)
+        .where(
+            KnownPost.post_id == any_(bindparam("stored", type_=ARRAY(BigInteger))),
+            ~KnownPost.deleted,
+        )
+    )
+    return union_all(select(merged.c.post_id, merged.c.author_id), still_there)
+
+
+@cache
+def _home_page(older: bool, newer: bool, from_oldest: bool) -> Select[tuple[int, int]]:
+    return _within(
+        select(KnownPost.post_id, KnownPost.author_id)
+        .join(FollowEdge, _FOLLOWED)
+        .where(~KnownPost.deleted),
+        older,
+        newer,
+        from_oldest,
+    )

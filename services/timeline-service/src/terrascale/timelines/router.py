@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Request, Response
 
 from terrascale.common.auth import CurrentUserId
@@ -41,24 +42,27 @@ router = APIRouter(prefix="/timelines", tags=["timelines"])
         **problem_responses(401, 422, 503),
     },
     operation_id="read_home_timeline",
+    # The body is built from cached JSON and sent as is; the model documents it.
+    response_model=list[TimelinePost],
 )
 async def read_home_timeline(
     *,
     user_id: CurrentUserId,
     request: Request,
-    response: Response,
     timelines: TimelinesDep,
     hydrator: HydratorDep,
     max_id: CursorQuery = None,
     since_id: CursorQuery = None,
     min_id: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE,
-) -> list[TimelinePost]:
+) -> Response:
     window = Window.from_query(limit=limit, max_id=max_id, since_id=since_id, min_id=min_id)
     page = await timelines.home(user_id, window)
+    posts = await hydrator.hydrate(page.authors_of)
+    response = Response(orjson.dumps(posts), media_type="application/json")
     if link := _page_links(request, page.scanned, limit=limit):
         response.headers["Link"] = link
-    return await hydrator.hydrate(page.post_ids)
+    return response
 
 
 def _page_links(request: Request, scanned: list[int], *, limit: int) -> str | None:

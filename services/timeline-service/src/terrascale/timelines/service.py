@@ -12,31 +12,45 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from terrascale.common.logging import get_logger
+from terrascale.timelines.cache import HydrationCache
 from terrascale.timelines.repository import TimelineRepository
 from terrascale.timelines.store import TimelineStore
 from terrascale.timelines.window import Window
 
 logger = get_logger(__name__)
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """A page of post ids, newest first. ``scanned`` is the window's ids before the last
-    check: cursors come from it, so posts dropped by that check do not end paging early."""
+    """A page of posts, newest first, as post id -> author id. ``scanned`` is the window's ids
+    before the last check: cursors come from it, so posts dropped by that check do not end
+    paging early."""
 
-    post_ids: list[int]
+    authors_of: dict[int, int]
     scanned: list[int]
+
+    @property
+    def post_ids(self) -> list[int]:
+        return list(self.authors_of)
 
 
 @dataclass(frozen=True, slots=True)
 class Timelines:
     session_factory: async_sessionmaker[AsyncSession]
+    # Sessions on an autocommit engine without pre-ping, for the reads of one statement each (a
+    # page's check, a rebuild's query): no round trips but the statement's (see ``_read``).
+    reads: async_sessionmaker[AsyncSession]
     store: TimelineStore
+    cache: HydrationCache
     celebrity_follower_threshold: int
     fanout_batch_size: int
 
@@ -69,6 +83,9 @@ class Timelines:
             was_fanned_out = await TimelineRepository(session).forget_post(
                 post_id=post_id, author_id=author_id
             )
+        # Pages never show it again (they are checked against the tombstone): this only frees
+        # the memory.
+        await self.cache.forget_post(post_id)
         if was_fanned_out:
 
             async def remove(followers: Sequence[int]) -> None:
@@ -99,6 +116,10 @@ class Timelines:
         posts = await self._fanned_out_posts_of(followee_id)
         await self.store.remove([follower_id], posts)
 
+    async def author_updated(self, *, author_id: int) -> None:
+        """The display name may have changed: the next page asks the User Service again."""
+        await self.cache.forget_author(author_id)
+
     # -- reads -------------------------------------------------------------------------------
 
     async def home(self, user_id: int, window: Window) -> Page:
@@ -110,24 +131,25 @@ class Timelines:
         except RedisError as exc:
             logger.warning("timeline store unavailable; reading the database", error=repr(exc))
             stored = None
-        async with self.session_factory() as session:
-            timelines = TimelineRepository(session)
-            if stored is None:
-                scanned = await timelines.home_page(user_id, window)
-                return Page(post_ids=scanned, scanned=scanned)
-            scanned = window.select([*stored, *await timelines.merged_posts(user_id, window)])
-            current = await timelines.still_in_home(user_id, scanned)
-        return Page(post_ids=[post for post in scanned if post in current], scanned=scanned)
+        if stored is None:
+            authors_of = await self._read(lambda timelines: timelines.home_page(user_id, window))
+            return Page(authors_of=authors_of, scanned=list(authors_of))
+        # The stored posts still in the home timeline, and the celebrities' posts.
+        current = await self._read(lambda timelines: timelines.home_check(user_id, stored, window))
+        scanned = window.select([*stored, *current])
+        return Page(
+            authors_of={post: current[post] for post in scanned if post in current},
+            scanned=scanned,
+        )
 
     async def rebuild(self, user_id: int) -> bool:
         """Rebuild the user's timeline from the projections; False if it vanished meanwhile.
         The timeline exists (not ready) before the database is read, so a post committed after
         that read is fanned out into it rather than missed."""
         await self.store.begin_rebuild(user_id)
-        async with self.session_factory() as session:
-            posts = await TimelineRepository(session).home_posts(
-                user_id, limit=self.store.max_posts
-            )
+        posts = await self._read(
+            lambda timelines: timelines.home_posts(user_id, limit=self.store.max_posts)
+        )
         rebuilt = await self.store.finish_rebuild(user_id, posts)
         logger.info("home timeline rebuilt", user_id=user_id, posts=len(posts), ok=rebuilt)
         return rebuilt
@@ -141,6 +163,20 @@ class Timelines:
                 return page
             await self.rebuild(user_id)
         return await self.store.read(user_id, window)
+
+    async def _read(self, read: Callable[[TimelineRepository], Awaitable[T]]) -> T:
+        """One read-only statement on ``reads``. Its connections are not pinged before use (a
+        round trip per page); one that PostgreSQL dropped fails its statement, SQLAlchemy
+        discards it and every older connection, and the read runs once more on a new one."""
+        try:
+            async with self.reads() as session:
+                return await read(TimelineRepository(session))
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            logger.info("database connection was dropped; reading again", error=repr(exc))
+        async with self.reads() as session:
+            return await read(TimelineRepository(session))
 
     async def _fanned_out_posts_of(self, author_id: int) -> list[int]:
         async with self.session_factory() as session:

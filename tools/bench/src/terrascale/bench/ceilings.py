@@ -111,8 +111,9 @@ def redis_ceilings(redis: RedisAddress, requests: int) -> list[StorageCeiling]:
     return ceilings
 
 
-def postgres_ceiling(admin: URL, database: str, seconds: int) -> StorageCeiling:
-    """``pgbench -S`` (point selects by primary key) on a scale-10 database of its own."""
+def postgres_ceiling(admin: URL, database: str, seconds: int, scale: int = 10) -> StorageCeiling:
+    """``pgbench -S`` (point selects by primary key) on a database of its own (scale 10: a
+    million accounts)."""
     env = {
         **os.environ,
         "PGHOST": str(admin.query.get("host", admin.host or "127.0.0.1")),
@@ -126,7 +127,7 @@ def postgres_ceiling(admin: URL, database: str, seconds: int) -> StorageCeiling:
     if pgbench is None:
         return StorageCeiling("PostgreSQL point select (pgbench -S)", None, shown)
     subprocess.run(
-        [pgbench, "-i", "-q", "-s", "10", database], env=env, check=True, capture_output=True
+        [pgbench, "-i", "-q", "-s", str(scale), database], env=env, check=True, capture_output=True
     )
     output = subprocess.run(
         [pgbench, *command[1:]], env=env, capture_output=True, text=True, check=True

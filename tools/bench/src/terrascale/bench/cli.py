@@ -325,7 +325,10 @@ async def measure(
             await ensure_database(system.postgres_admin_url, "terrascale_pgbench")
             result.storage.append(
                 ceilings.postgres_ceiling(
-                    system.postgres_admin_url, "terrascale_pgbench", 3 if args.quick else 10
+                    system.postgres_admin_url,
+                    "terrascale_pgbench",
+                    seconds=3 if args.quick else 10,
+                    scale=1 if args.quick else 10,
                 )
             )
 
@@ -380,7 +383,7 @@ async def measure(
                 concurrency=args.seed_concurrency,
                 databases=databases,
             )
-        result.extra |= await timeline_memory(redis)
+        result.extra |= await timeline_memory(redis, keys=20 if args.quick else 200)
     finally:
         await redis.aclose()
     result.targets = targets(result)
