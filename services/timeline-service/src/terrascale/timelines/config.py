@@ -54,7 +54,8 @@ class TimelineSettings(ServiceSettings):
         "user.updated drops it sooner.",
     )
     fanout_batch_size: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        default=1_000, description="Followers read and written per pipelined fan-out batch."
+        default=1_000,
+        description="Followers read and written per fan-out batch: one SQL page, one script call.",
     )
 
 
