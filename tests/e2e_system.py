@@ -4,12 +4,9 @@ conftest.py): an HTTP client per service, and what tests need to act as users.""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import httpx
-import jwt
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -17,7 +14,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from terrascale.common.auth import ACCESS_TOKEN_TYPE, ALGORITHM
+from terrascale.common.auth import AccessTokenIssuer
+from terrascale.common.events import events_settled
 from terrascale.common.keys import load_private_key
 from terrascale.timelines.config import TimelineSettings
 from terrascale.users.config import UserSettings
@@ -49,26 +47,9 @@ class System:
             await asyncio.sleep(0.5)
 
     async def _quiet(self) -> bool:
-        for url in self.databases.values():
-            engine = create_async_engine(url, poolclass=NullPool)
-            try:
-                async with engine.connect() as connection:
-                    has_outbox = await connection.scalar(
-                        text("SELECT to_regclass('outbox_event') IS NOT NULL")
-                    )
-                    unpublished = has_outbox and await connection.scalar(
-                        text("SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
-                    )
-            finally:
-                await engine.dispose()
-            if unpublished:
-                return False
-        pattern = f"{self.event_key_prefix}events:*"
-        async for key in self.redis.scan_iter(match=pattern, count=1000, _type="stream"):
-            for group in await self.redis.xinfo_groups(key):
-                if group["pending"] or group["lag"]:
-                    return False
-        return True
+        return await events_settled(
+            self.redis, self.databases.values(), event_key_prefix=self.event_key_prefix
+        )
 
     async def wait_until_posts_know(self, user_id: int | str, seconds: float = 15) -> None:
         """Mentions resolve against the Post Service's copy of the users, which user.created
@@ -87,15 +68,8 @@ class System:
 
     def auth(self, user_id: int | str) -> dict[str, str]:
         """An access token as the User Service issues it: this system's key signs both."""
-        now = datetime.now(UTC)
-        claims = {
-            "sub": str(user_id),
-            "iss": "terrascale",
-            "aud": "terrascale",
-            "iat": now,
-            "exp": now + timedelta(hours=1),
-            "jti": uuid.uuid4().hex,
-        }
-        key = load_private_key(self.private_key_pem)
-        token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE})
+        issuer = AccessTokenIssuer(
+            load_private_key(self.private_key_pem), "terrascale", "terrascale", 3600
+        )
+        token = issuer.issue(int(user_id))
         return {"Authorization": f"Bearer {token}"}

@@ -27,15 +27,13 @@ import asyncio
 import statistics
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import jwt
 import psutil
 from redis.asyncio import Redis
 
-from terrascale.common.auth import ACCESS_TOKEN_TYPE, ALGORITHM
+from terrascale.common.auth import AccessTokenIssuer
 from terrascale.common.keys import load_private_key
 
 DEV_KEY = Path(".data/jwt/signing-key.pem")
@@ -45,22 +43,11 @@ class Tokens:
     """Access tokens signed with the running system's key (dev.py keeps it in .data/jwt)."""
 
     def __init__(self, key_file: Path) -> None:
-        self.key = load_private_key(key_file.read_text())
+        key = load_private_key(key_file.read_text())
+        self.issuer = AccessTokenIssuer(key, "terrascale", "terrascale", 3600)
 
     def headers(self, user_id: str) -> dict[str, str]:
-        now = datetime.now(UTC)
-        claims = {
-            "sub": user_id,
-            "iss": "terrascale",
-            "aud": "terrascale",
-            "iat": now,
-            "exp": now + timedelta(hours=1),
-            "jti": uuid.uuid4().hex,
-        }
-        token = jwt.encode(
-            claims, self.key, algorithm=ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE}
-        )
-        return {"Authorization": f"Bearer {token}"}
+        return {"Authorization": f"Bearer {self.issuer.issue(int(user_id))}"}
 
 
 async def gather_bounded(calls: list, limit: int = 16) -> list:  # type: ignore[type-arg]

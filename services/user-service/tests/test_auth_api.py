@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
 
+from terrascale.common.auth import AccessTokenIssuer
 from terrascale.common.testing.helpers import PROBLEM_JSON
-from terrascale.users.tokens import AccessTokenIssuer
 
 
 async def login(client: AsyncClient, username: str, password: str) -> Any:

@@ -17,9 +17,9 @@ from terrascale.bench.workload import (
     USER,
     Endpoints,
     Population,
-    TokenMinter,
     Workload,
     compose_text,
+    token_issuer,
 )
 from terrascale.common.keys import generate_private_key_pem, load_private_key
 
@@ -41,7 +41,7 @@ def test_a_composed_text_has_mentions_and_urls_and_256_characters() -> None:
 
 def test_tokens_are_signed_for_the_user() -> None:
     private_pem = generate_private_key_pem()
-    token = TokenMinter(private_pem).token(42)
+    token = token_issuer(private_pem).issue(42)
     public = load_private_key(private_pem).public_key()
     claims = jwt.decode(token, public, algorithms=["EdDSA"], audience="terrascale")
     assert claims["sub"] == "42"

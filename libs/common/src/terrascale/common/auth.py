@@ -1,4 +1,5 @@
-"""Access-token verification, done locally in every service with the issuer's public key.
+"""Access tokens: issued by the User Service with its private key, verified locally in every
+service with the public key.
 
 Tokens are EdDSA (Ed25519) JWTs with ``typ: at+jwt`` (RFC 9068). Only that algorithm is
 accepted, so unsigned (``alg: none``) and HMAC-confusion tokens fail like any bad signature.
@@ -6,11 +7,13 @@ accepted, so unsigned (``alg: none``) and HMAC-confusion tokens fail like any ba
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
@@ -19,6 +22,28 @@ from terrascale.common.ids import MAX_ID
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 ALGORITHM = "EdDSA"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessTokenIssuer:
+    private_key: Ed25519PrivateKey
+    issuer: str
+    audience: str
+    ttl_seconds: int
+
+    def issue(self, user_id: int, *, now: datetime | None = None) -> str:
+        issued_at = now or datetime.now(UTC)
+        claims = {
+            "sub": str(user_id),
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": issued_at,
+            "exp": issued_at + timedelta(seconds=self.ttl_seconds),
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(
+            claims, self.private_key, algorithm=ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE}
+        )
 
 
 class AuthenticationError(AppError):

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from terrascale.common.app import create_service_app
+from terrascale.common.auth import AccessTokenIssuer
 from terrascale.common.background import outbox_relay
 from terrascale.common.events import EventSettings, load_event_settings
 from terrascale.common.keys import generate_private_key_pem
@@ -14,7 +15,6 @@ from terrascale.users import __version__
 from terrascale.users.auth_router import router as auth_router
 from terrascale.users.config import UserSettings, get_settings
 from terrascale.users.router import router as users_router
-from terrascale.users.tokens import AccessTokenIssuer
 
 logger = get_logger(__name__)
 

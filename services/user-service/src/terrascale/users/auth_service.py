@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from terrascale.common.auth import AccessTokenIssuer
 from terrascale.common.cache import Cache
 from terrascale.users.errors import (
     InvalidCredentialsError,
@@ -16,7 +17,7 @@ from terrascale.users.errors import (
 from terrascale.users.passwords import verify_password
 from terrascale.users.repository import RefreshTokenRepository, UserRepository
 from terrascale.users.schemas import MAX_PASSWORD_LENGTH, USERNAME_PATTERN, TokenPair
-from terrascale.users.tokens import AccessTokenIssuer, new_refresh_token, refresh_token_digest
+from terrascale.users.tokens import new_refresh_token, refresh_token_digest
 
 _VALID_USERNAME = re.compile(USERNAME_PATTERN)
 

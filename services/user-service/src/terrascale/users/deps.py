@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from terrascale.common.auth import AccessTokenIssuer
 from terrascale.common.db import transaction
 from terrascale.common.deps import CacheDep, SessionDep
 from terrascale.common.ids import MAX_ID
@@ -16,7 +17,6 @@ from terrascale.users.auth_service import LoginThrottle, TokenService
 from terrascale.users.config import UserSettings
 from terrascale.users.repository import RefreshTokenRepository, UserRepository
 from terrascale.users.schemas import USERNAME_PATTERN
-from terrascale.users.tokens import AccessTokenIssuer
 
 
 async def _settings(request: Request) -> UserSettings:

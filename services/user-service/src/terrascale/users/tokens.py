@@ -1,39 +1,10 @@
-"""Issuing tokens: short-lived EdDSA access tokens and opaque refresh tokens."""
+"""Refresh tokens: opaque, rotated, stored only as digests. (Access tokens are issued by
+``terrascale.common.auth.AccessTokenIssuer``.)"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-
-import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from terrascale.common.auth import ACCESS_TOKEN_TYPE, ALGORITHM
-
-
-@dataclass(frozen=True, slots=True)
-class AccessTokenIssuer:
-    private_key: Ed25519PrivateKey
-    issuer: str
-    audience: str
-    ttl_seconds: int
-
-    def issue(self, user_id: int, *, now: datetime | None = None) -> str:
-        issued_at = now or datetime.now(UTC)
-        claims = {
-            "sub": str(user_id),
-            "iss": self.issuer,
-            "aud": self.audience,
-            "iat": issued_at,
-            "exp": issued_at + timedelta(seconds=self.ttl_seconds),
-            "jti": uuid.uuid4().hex,
-        }
-        return jwt.encode(
-            claims, self.private_key, algorithm=ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE}
-        )
 
 
 def new_refresh_token() -> str:

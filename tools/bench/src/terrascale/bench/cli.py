@@ -44,9 +44,10 @@ from terrascale.bench.workload import (
     USER,
     Endpoints,
     Population,
-    TokenMinter,
     Workload,
+    token_issuer,
 )
+from terrascale.common.auth import AccessTokenIssuer
 from terrascale.launcher.cli import RunningSystem, ensure_database, running_system
 from terrascale.timelines.config import TimelineSettings
 
@@ -123,7 +124,7 @@ async def fanout(
     system: RunningSystem,
     *,
     redis: Redis,
-    minter: TokenMinter,
+    issuer: AccessTokenIssuer,
     followers: int,
     concurrency: int,
     databases: Sequence[str],
@@ -143,7 +144,7 @@ async def fanout(
         for a in await send_all(signups, concurrency=concurrency, what="sign-up")
     ]
     author, fans = ids[0], ids[1:]
-    tokens = {user_id: minter.token(user_id) for user_id in ids}
+    tokens = {user_id: issuer.issue(user_id) for user_id in ids}
 
     def as_user(user_id: int) -> dict[str, str]:
         return {"Authorization": f"Bearer {tokens[user_id]}"}
@@ -354,12 +355,12 @@ async def measure(
             post=system.base_url("post-service"),
             timeline=system.base_url("timeline-service"),
         )
-        minter = TokenMinter(system.signing_key_file.read_text())
+        issuer = token_issuer(system.signing_key_file.read_text())
         population, timings = await seed(
             graph,
             endpoints=endpoints,
             graph_service=system.base_url("graph-service"),
-            minter=minter,
+            issuer=issuer,
             redis=redis,
             postgres=system.postgres_admin_url,
             databases=databases,
@@ -395,7 +396,7 @@ async def measure(
             result.extra |= await fanout(
                 system,
                 redis=redis,
-                minter=minter,
+                issuer=issuer,
                 followers=args.fanout_followers,
                 concurrency=args.seed_concurrency,
                 databases=databases,

@@ -18,16 +18,16 @@ from http import HTTPStatus
 
 import orjson
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from terrascale.bench.client import Client, Request, Response, encode_request
 from terrascale.bench.graphs import Graph
-from terrascale.bench.workload import Endpoints, Population, TokenMinter, Workload
+from terrascale.bench.workload import Endpoints, Population, Workload
+from terrascale.common.auth import AccessTokenIssuer
+from terrascale.common.events import EventSettings, events_settled
 
 FOLLOWS_PER_REQUEST = 100
+EVENT_KEY_PREFIX = EventSettings.model_fields["event_key_prefix"].default
 RETRIES = 20
 RETRY_SECONDS = 1.0  # what the services' 503s ask for in Retry-After
 
@@ -90,35 +90,12 @@ class SeedTimings:
         )
 
 
-async def events_settled(redis: Redis, postgres: URL | None, databases: Sequence[str]) -> bool:
-    """Every outbox published and every consumer group with nothing unread or pending."""
-    if postgres is not None:
-        for database in databases:
-            engine = create_async_engine(postgres.set(database=database), poolclass=NullPool)
-            try:
-                async with engine.connect() as connection:
-                    has_outbox = await connection.scalar(
-                        text("SELECT to_regclass('outbox_event') IS NOT NULL")
-                    )
-                    unpublished = has_outbox and await connection.scalar(
-                        text("SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
-                    )
-            finally:
-                await engine.dispose()
-            if unpublished:
-                return False
-    async for key in redis.scan_iter(match="terrascale:events:*", count=1000, _type="stream"):
-        for group in await redis.xinfo_groups(key):
-            if group["pending"] or group["lag"]:
-                return False
-    return True
-
-
 async def wait_until_settled(
     redis: Redis, postgres: URL | None, databases: Sequence[str], within: float = 1800
 ) -> None:
     deadline = time.monotonic() + within
-    while not await events_settled(redis, postgres, databases):
+    urls = [postgres.set(database=name) for name in databases] if postgres else []
+    while not await events_settled(redis, urls, event_key_prefix=EVENT_KEY_PREFIX):
         if time.monotonic() > deadline:
             raise SeedingError(f"events still in flight after {within:.0f} s")
         await asyncio.sleep(0.5)
@@ -134,7 +111,7 @@ async def seed(
     *,
     endpoints: Endpoints,
     graph_service: str,
-    minter: TokenMinter,
+    issuer: AccessTokenIssuer,
     redis: Redis,
     postgres: URL | None,
     databases: Sequence[str],
@@ -155,7 +132,7 @@ async def seed(
     )
     answers = await send_all(signups, concurrency=concurrency, what="sign-up")
     ids = [int(orjson.loads(answer.body)["id"]) for answer in answers]
-    tokens = [minter.token(user_id) for user_id in ids]
+    tokens = [issuer.issue(user_id) for user_id in ids]
     population = Population(ids, usernames, tokens)
     users_seconds = clock() - started
     say(f"{graph.users:,} users signed up in {users_seconds:.1f} s")

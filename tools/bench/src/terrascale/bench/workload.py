@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import random
 import string
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
-import jwt
 import orjson
 
 from terrascale.bench.client import Request, encode_request
-from terrascale.common.auth import ACCESS_TOKEN_TYPE, ALGORITHM
+from terrascale.common.auth import AccessTokenIssuer
 from terrascale.common.keys import load_private_key
 
 COMPOSE = "compose-post"
@@ -43,24 +40,10 @@ SHORT_URL_CODE_LENGTH = 8
 _ALPHABET = string.ascii_letters + string.digits
 
 
-class TokenMinter:
-    """Access tokens signed with the system's key, so seeding needs no password sign-ins."""
-
-    def __init__(self, private_key_pem: str, hours: float = 12) -> None:
-        self.key = load_private_key(private_key_pem)
-        self.lifetime = timedelta(hours=hours)
-
-    def token(self, user_id: int) -> str:
-        now = datetime.now(UTC)
-        claims = {
-            "sub": str(user_id),
-            "iss": "terrascale",
-            "aud": "terrascale",
-            "iat": now,
-            "exp": now + self.lifetime,
-            "jti": uuid.uuid4().hex,
-        }
-        return jwt.encode(claims, self.key, algorithm=ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE})
+def token_issuer(private_key_pem: str) -> AccessTokenIssuer:
+    """Access tokens signed with the system's key, as the User Service signs them, so seeding
+    needs no password sign-ins; valid for 12 hours, longer than any run."""
+    return AccessTokenIssuer(load_private_key(private_key_pem), "terrascale", "terrascale", 43_200)
 
 
 @dataclass(frozen=True, slots=True)

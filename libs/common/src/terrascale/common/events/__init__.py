@@ -34,6 +34,7 @@ from terrascale.common.events.schemas import (
     UserUpdated,
 )
 from terrascale.common.events.settings import EventSettings, load_event_settings
+from terrascale.common.events.settled import events_settled
 
 __all__ = [
     "CATEGORIES",
@@ -63,6 +64,7 @@ __all__ = [
     "create_outbox_tables",
     "define_outbox_tables",
     "drop_outbox_tables",
+    "events_settled",
     "idempotent_handler",
     "load_event_settings",
     "mark_processed_once",
