@@ -39,6 +39,7 @@ async def test_banner_links_to_docs(client: AsyncClient) -> None:
         "openapi": "/openapi.json",
         "health": "/health",
         "ready": "/ready",
+        "metrics": "/metrics",
     }
 
 

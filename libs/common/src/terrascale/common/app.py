@@ -23,6 +23,7 @@ from terrascale.common.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from terrascale.common.health import ReadinessCheck, health_router
 from terrascale.common.keys import load_public_key
 from terrascale.common.logging import configure_logging, get_logger
+from terrascale.common.metrics import metrics_router
 from terrascale.common.middleware import RequestContextMiddleware
 from terrascale.common.settings import ServiceSettings
 from terrascale.common.tracing import (
@@ -46,6 +47,7 @@ class Banner(BaseModel):
     openapi: str
     health: str
     ready: str
+    metrics: str
 
 
 def create_service_app(
@@ -80,6 +82,7 @@ def create_service_app(
         debug=False,  # DEBUG changes log output, never error bodies
     )
     app.state.settings = settings
+    app.state.tracer_provider = tracer_provider
     if token_public_key is None and settings.jwt_public_key is not None:
         token_public_key = load_public_key(settings.jwt_public_key)
     app.state.token_verifier = (
@@ -101,9 +104,11 @@ def create_service_app(
             openapi="/openapi.json",
             health="/health",
             ready="/ready",
+            metrics="/metrics",
         )
 
     app.include_router(health_router())
+    app.include_router(metrics_router())
     for router in routers:
         app.include_router(router)
     # The routes as declared: what a 405's Allow header is computed from.
@@ -141,7 +146,7 @@ def _lifespan(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
-        engine = create_engine(settings)
+        engine = create_engine(settings, pool_name="primary")
         redis = create_redis(settings)
         if tracer_provider is not None:
             instrument_clients(tracer_provider, engine)

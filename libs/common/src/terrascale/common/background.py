@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from opentelemetry.trace import Tracer
 
 from terrascale.common.events import ConsumerRunner, Handler, OutboxRelay, connect_bus
 from terrascale.common.events.bus import EventBus
@@ -22,6 +23,12 @@ logger = get_logger(__name__)
 
 BackgroundWork = Callable[[FastAPI, asyncio.Event], Coroutine[Any, Any, None]]
 RECONNECT_SECONDS = 1.0
+
+
+def _tracer(app: FastAPI) -> Tracer | None:
+    """The app's tracer; None when tracing is off (no OTLP_ENDPOINT)."""
+    provider = getattr(app.state, "tracer_provider", None)
+    return None if provider is None else provider.get_tracer("terrascale.events")
 
 
 async def _with_bus(
@@ -51,7 +58,8 @@ def outbox_relay(events: EventSettings) -> BackgroundWork:
 
     async def run(app: FastAPI, stop: asyncio.Event) -> None:
         async def relay(bus: EventBus) -> None:
-            await OutboxRelay.from_settings(app.state.engine, bus, events).run_until(stop)
+            relay = OutboxRelay.from_settings(app.state.engine, bus, events, tracer=_tracer(app))
+            await relay.run_until(stop)
 
         await _with_bus(app, stop, events, relay)
 
@@ -71,7 +79,12 @@ def event_consumer(
     async def run(app: FastAPI, stop: asyncio.Event) -> None:
         async def consume(bus: EventBus) -> None:
             runner = ConsumerRunner(
-                bus, group=group, categories=categories, handler=handler(app), settings=events
+                bus,
+                group=group,
+                categories=categories,
+                handler=handler(app),
+                settings=events,
+                tracer=_tracer(app),
             )
             await runner.run_until(stop)
 

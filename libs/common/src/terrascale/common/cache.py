@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from terrascale.common.logging import get_logger
+from terrascale.common.metrics import CACHE_LOOKUPS
 from terrascale.common.settings import ServiceSettings
 
 logger = get_logger(__name__)
@@ -80,15 +81,32 @@ class Cache:
 
     async def get(self, key: str) -> bytes | None:
         # The client is built without decode_responses, so values arrive as bytes.
-        return await self._run(lambda: cast(Awaitable[bytes | None], self.redis.get(key)), None)
+        value = await self._run(lambda: cast(Awaitable[bytes | None], self.redis.get(key)), None)
+        self._count_lookups(key, hits=int(value is not None), lookups=1)
+        return value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         misses: list[bytes | None] = [None] * len(keys)
         if not keys:
             return misses
-        return await self._run(
+        values = await self._run(
             lambda: cast(Awaitable[list[bytes | None]], self.redis.mget(keys)), misses
         )
+        hits = sum(value is not None for value in values)
+        self._count_lookups(keys[0], hits=hits, lookups=len(keys))
+        return values
+
+    def _count_lookups(self, key: str, *, hits: int, lookups: int) -> None:
+        """Counted under the key's first part (``user`` for ``<prefix>user:42``). Called right
+        after ``_run`` returns: the circuit's state still tells whether Redis answered."""
+        cache = key[len(self.key_prefix) :].partition(":")[0]
+        if self._down_until is not None:
+            CACHE_LOOKUPS.labels(cache, "error").inc(lookups)
+            return
+        if hits:
+            CACHE_LOOKUPS.labels(cache, "hit").inc(hits)
+        if lookups > hits:
+            CACHE_LOOKUPS.labels(cache, "miss").inc(lookups - hits)
 
     async def set(self, key: str, value: bytes | str) -> None:
         await self._run(lambda: self.redis.set(key, value, ex=self.ttl_seconds), None)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TypeVar
 
+import uvicorn
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from terrascale.common.logging import configure_logging
+from terrascale.common.metrics import reset_multiprocess_dir
 from terrascale.common.server import serve
 from terrascale.common.settings import ConfigError, ServiceSettings
 
@@ -32,7 +35,8 @@ def run_service_cli(
     argv: Sequence[str] | None = None,
 ) -> int:
     """``create_worker`` builds the app whose lifespan runs the service's event consumers; with
-    it the CLI gains ``worker``, which runs that lifespan without serving HTTP."""
+    it the CLI gains ``worker``, which runs that lifespan and serves only the operations
+    endpoints (health, readiness, metrics) on PORT."""
     parser = argparse.ArgumentParser(prog=prog)
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser("migrate", help="apply migrations (default: up to head)")
@@ -42,7 +46,10 @@ def run_service_cli(
     commands.add_parser("serve", help="run the HTTP server (Gunicorn with Uvicorn workers)")
     commands.add_parser("start", help="migrate to head, then serve: the container entrypoint")
     if create_worker is not None:
-        commands.add_parser("worker", help="consume events until SIGTERM or Ctrl-C")
+        commands.add_parser(
+            "worker",
+            help="consume events until SIGTERM or Ctrl-C; /health, /ready, /metrics on PORT",
+        )
     args = parser.parse_args(argv)
 
     try:
@@ -57,7 +64,8 @@ def run_service_cli(
     if args.command == "downgrade":
         command.downgrade(alembic_config(settings), args.revision)
     if args.command == "worker" and create_worker is not None:
-        asyncio.run(run_worker(create_worker(settings)))
+        reset_multiprocess_dir()
+        asyncio.run(run_worker(create_worker(settings), host=settings.host, port=settings.port))
     if args.command in ("serve", "start"):
         if prepare_to_serve is not None:
             settings = prepare_to_serve(settings)
@@ -66,12 +74,29 @@ def run_service_cli(
     return 0
 
 
-async def run_worker(app: FastAPI) -> None:
-    """Run ``app``'s lifespan (its background work) until SIGTERM or SIGINT; the work in hand is
-    finished before the process exits."""
-    stop = asyncio.Event()
+class _WorkerServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None]:
+        # Uvicorn would raise the stop signal again after shutting down, ending the process
+        # with it; the worker handles its signals itself and exits 0 once drained.
+        yield
+
+
+async def run_worker(app: FastAPI, *, host: str, port: int) -> None:
+    """Run ``app``'s lifespan (its background work) and serve its operations endpoints until
+    SIGTERM or SIGINT; the work in hand is finished before the process exits."""
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="on", log_config=None, access_log=False
+    )
+    server = _WorkerServer(config)
+
+    def stop() -> None:
+        server.should_exit = True
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with app.router.lifespan_context(app):
-        await stop.wait()
+        loop.add_signal_handler(signum, stop)
+    await server.serve()
+    if not server.started:
+        # Startup failed (the port is taken, or the lifespan raised): say so in the exit code.
+        raise SystemExit(1)

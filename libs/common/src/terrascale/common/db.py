@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from terrascale.common.errors import AppError
+from terrascale.common.metrics import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from terrascale.common.settings import ServiceSettings
 
 NAMING_CONVENTION = {
@@ -34,15 +36,19 @@ def new_metadata() -> MetaData:
 
 
 def create_engine(
-    settings: ServiceSettings, *, autocommit: bool = False, pre_ping: bool = True
+    settings: ServiceSettings,
+    *,
+    autocommit: bool = False,
+    pre_ping: bool = True,
+    pool_name: str = "primary",
 ) -> AsyncEngine:
     """``autocommit`` is for an engine that only runs single read-only statements: no BEGIN
     and ROLLBACK around each (a session's ``begin()`` on it makes no transaction, so never
     write through it). Without ``pre_ping`` a connection is not checked before use, which
     saves a round trip per checkout; the caller then retries a statement that met a dropped
-    connection (``DBAPIError.connection_invalidated``)."""
+    connection (``DBAPIError.connection_invalidated``). ``pool_name`` labels the pool's metrics."""
     statement_timeout_ms = int(settings.db_statement_timeout_seconds * 1000)
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url,
         isolation_level="AUTOCOMMIT" if autocommit else None,
         pool_size=settings.db_pool_size,
@@ -59,6 +65,26 @@ def create_engine(
             },
         },
     )
+    _report_pool_usage(engine, pool_name, settings.db_pool_size + settings.db_max_overflow)
+    return engine
+
+
+def _report_pool_usage(engine: AsyncEngine, pool_name: str, max_connections: int) -> None:
+    """Keep the pool gauges current on every checkout and checkin. They are set from the
+    pool's own counts rather than incremented, so a connection lost uncounted cannot skew
+    them."""
+    pool = engine.sync_engine.pool
+    open_connections = DB_POOL_CONNECTIONS.labels(pool_name, "open")
+    in_use = DB_POOL_CONNECTIONS.labels(pool_name, "in_use")
+    DB_POOL_MAX_CONNECTIONS.labels(pool_name).set(max_connections)
+
+    def report(*_args: Any) -> None:
+        checked_out = pool.checkedout()  # pyright: ignore[reportAttributeAccessIssue]
+        in_use.set(checked_out)
+        open_connections.set(checked_out + pool.checkedin())  # pyright: ignore[reportAttributeAccessIssue]
+
+    event.listen(engine.sync_engine, "checkout", report)
+    event.listen(engine.sync_engine, "checkin", report)
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

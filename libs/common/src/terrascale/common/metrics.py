@@ -130,6 +130,11 @@ SSE_CONNECTIONS = Gauge(
 )
 
 
+def cache_lookup_counters(cache: str) -> dict[str, Counter]:
+    """``cache``'s three lookup counters, by result (hit, miss, error), made once."""
+    return {result: CACHE_LOOKUPS.labels(cache, result) for result in ("hit", "miss", "error")}
+
+
 def multiprocess_dir() -> Path | None:
     value = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
     return Path(value) if value else None

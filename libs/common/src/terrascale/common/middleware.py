@@ -1,4 +1,5 @@
-"""Request context: an id for every request (``X-Request-ID`` in and out) and one log line each."""
+"""Request context: an id for every request (``X-Request-ID`` in and out), one log line each, and
+the request metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from terrascale.common.logging import get_logger
+from terrascale.common.metrics import (
+    HTTP_REQUEST_DURATION,
+    HTTP_REQUESTS,
+    HTTP_REQUESTS_IN_FLIGHT,
+)
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
@@ -22,6 +28,15 @@ ACCESS_LOGGER = "terrascale.access"
 logger = get_logger(ACCESS_LOGGER)
 # The level check structlog would make, made first: below the level, the event is never built.
 _level_check = logging.getLogger(ACCESS_LOGGER)
+# The route label of a request no route matched (a 404 or a 405): raw paths would make a
+# series per URL anyone cares to try.
+UNMATCHED_ROUTE = "unmatched"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/users/{user_id}``), set by the router in the scope."""
+    route = scope.get("route")
+    return getattr(route, "path", UNMATCHED_ROUTE) if route is not None else UNMATCHED_ROUTE
 
 
 def _request_id(scope: Scope) -> str:
@@ -57,17 +72,24 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
             await send(message)
 
+        HTTP_REQUESTS_IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
+            HTTP_REQUESTS_IN_FLIGHT.dec()
+            duration = time.perf_counter() - started
+            method = scope["method"]
+            route = route_template(scope)
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_REQUEST_DURATION.labels(method, route).observe(duration)
             level = logging.WARNING if status >= 500 else logging.INFO  # noqa: PLR2004
             if _level_check.isEnabledFor(level):
                 logger.log(
                     level,
                     "request",
-                    method=scope["method"],
+                    method=method,
                     path=scope["path"],
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(duration * 1000, 2),
                 )
             structlog.contextvars.clear_contextvars()

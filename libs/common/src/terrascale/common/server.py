@@ -10,8 +10,16 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 from starlette.types import ASGIApp
 
-from terrascale.common.logging import configure_logging
+from terrascale.common.logging import configure_logging, get_logger
+from terrascale.common.metrics import (
+    MULTIPROCESS_DIR_VARIABLE,
+    mark_process_dead,
+    multiprocess_dir,
+    reset_multiprocess_dir,
+)
 from terrascale.common.settings import ServiceSettings
+
+logger = get_logger(__name__)
 
 
 def _structlog_logger_class(settings: ServiceSettings) -> type[GunicornLogger]:
@@ -48,7 +56,18 @@ class GunicornServer(BaseApplication):
         return app
 
 
+def _forget_worker(_server: Any, worker: Any) -> None:
+    mark_process_dead(worker.pid)
+
+
 def serve(settings: ServiceSettings, app_factory: Callable[[], ASGIApp]) -> None:
+    if multiprocess_dir() is None and settings.web_concurrency > 1:
+        logger.warning(
+            "multiprocess metrics are off: /metrics shows one worker's figures only",
+            unset_variable=MULTIPROCESS_DIR_VARIABLE,
+            web_concurrency=settings.web_concurrency,
+        )
+    reset_multiprocess_dir()  # before any worker exists to write into it
     GunicornServer(
         app_factory,
         {
@@ -62,5 +81,6 @@ def serve(settings: ServiceSettings, app_factory: Callable[[], ASGIApp]) -> None
             "proc_name": settings.service_name,
             # Gunicorn's control socket sits at one path per user; services would collide on it.
             "control_socket_disable": True,
+            "child_exit": _forget_worker,
         },
     ).run()

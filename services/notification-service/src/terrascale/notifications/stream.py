@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from terrascale.common.errors import DATABASE_UNAVAILABLE_ERRORS
 from terrascale.common.logging import get_logger
+from terrascale.common.metrics import SSE_CONNECTIONS
 from terrascale.notifications.repository import NotificationRepository, StoredNotification
 from terrascale.notifications.wakeups import WakeUpHub
 
@@ -34,7 +35,7 @@ async def follow(
 ) -> AsyncGenerator[StoredNotification]:
     """Yield ``recipient_id``'s notifications stored after seq ``after``, oldest first, forever
     (until the caller closes the generator, which releases the subscription)."""
-    with hub.subscribe(recipient_id) as wakeups:
+    with hub.subscribe(recipient_id) as wakeups, SSE_CONNECTIONS.track_inprogress():
         while True:
             try:
                 async with session_factory() as session:

@@ -83,7 +83,7 @@ def create_worker(
 def _timelines(settings: TimelineSettings) -> Resource:
     @asynccontextmanager
     async def open_timelines(app: FastAPI) -> AsyncGenerator[None]:
-        reads = create_engine(settings, autocommit=True, pre_ping=False)
+        reads = create_engine(settings, autocommit=True, pre_ping=False, pool_name="read")
         app.state.timelines = Timelines(
             session_factory=app.state.session_factory,
             reads=create_session_factory(reads),

@@ -20,12 +20,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import cast
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from terrascale.common.logging import get_logger
+from terrascale.common.metrics import cache_lookup_counters
 
 logger = get_logger(__name__)
+POST_LOOKUPS = cache_lookup_counters("hydration_post")
+AUTHOR_LOOKUPS = cache_lookup_counters("hydration_author")
 
 
 class HydrationCache:
@@ -55,9 +59,11 @@ class HydrationCache:
             values = cast(list[bytes | None], await self.redis.mget(keys))
         except RedisError as exc:
             logger.warning("hydration cache unavailable", error=repr(exc))
+            POST_LOOKUPS["error"].inc(len(post_ids))
+            AUTHOR_LOOKUPS["error"].inc(len(author_ids))
             return {}, {}
-        posts = _found(post_ids, values[: len(post_ids)])
-        authors = _found(author_ids, values[len(post_ids) :])
+        posts = _found(post_ids, values[: len(post_ids)], POST_LOOKUPS)
+        authors = _found(author_ids, values[len(post_ids) :], AUTHOR_LOOKUPS)
         return posts, authors
 
     async def store(self, posts: Mapping[int, bytes], authors: Mapping[int, bytes]) -> None:
@@ -80,5 +86,10 @@ class HydrationCache:
         await self.redis.delete(self.author_key(author_id))
 
 
-def _found(ids: Sequence[int], values: Sequence[bytes | None]) -> dict[int, bytes]:
-    return {id_: value for id_, value in zip(ids, values, strict=True) if value is not None}
+def _found(
+    ids: Sequence[int], values: Sequence[bytes | None], lookups: Mapping[str, Counter]
+) -> dict[int, bytes]:
+    found = {id_: value for id_, value in zip(ids, values, strict=True) if value is not None}
+    lookups["hit"].inc(len(found))
+    lookups["miss"].inc(len(ids) - len(found))
+    return found

@@ -19,6 +19,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from terrascale.common.logging import get_logger
+from terrascale.common.metrics import (
+    TIMELINE_FANOUT_DURATION,
+    TIMELINE_FANOUT_INSERTS,
+    cache_lookup_counters,
+)
 from terrascale.timelines.cache import HydrationCache
 from terrascale.timelines.repository import TimelineRepository
 from terrascale.timelines.store import TimelineStore
@@ -27,6 +32,7 @@ from terrascale.timelines.window import Window
 logger = get_logger(__name__)
 
 T = TypeVar("T")
+HOME_TIMELINE_LOOKUPS = cache_lookup_counters("home_timeline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +79,12 @@ class Timelines:
 
         async def add(followers: Sequence[int]) -> None:
             nonlocal written
-            written += await self.store.add(followers, [post_id])
+            added = await self.store.add(followers, [post_id])
+            TIMELINE_FANOUT_INSERTS.inc(added)
+            written += added
 
-        await self._for_each_follower_batch(author_id, add)
+        with TIMELINE_FANOUT_DURATION.time():
+            await self._for_each_follower_batch(author_id, add)
         return written
 
     async def post_deleted(self, *, post_id: int, author_id: int) -> None:
@@ -130,6 +139,7 @@ class Timelines:
             stored = await self._stored_page(user_id, window)
         except RedisError as exc:
             logger.warning("timeline store unavailable; reading the database", error=repr(exc))
+            HOME_TIMELINE_LOOKUPS["error"].inc()
             stored = None
         if stored is None:
             authors_of = await self._read(lambda timelines: timelines.home_page(user_id, window))
@@ -160,7 +170,9 @@ class Timelines:
         for _ in range(2):
             page = await self.store.read(user_id, window)
             if page is not None:
+                HOME_TIMELINE_LOOKUPS["hit"].inc()
                 return page
+            HOME_TIMELINE_LOOKUPS["miss"].inc()
             await self.rebuild(user_id)
         return await self.store.read(user_id, window)
 

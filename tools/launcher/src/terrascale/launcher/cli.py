@@ -128,9 +128,16 @@ def start_process(
     env: dict[str, str],
     host: str,
     embedded_postgres: URL | None,
+    metrics_dir: Path,
     output: IO[bytes] | None = None,
 ) -> subprocess.Popen[bytes]:
-    service_env = {**env, "HOST": host, "PORT": str(spec.port)}
+    service_env = {
+        **env,
+        "HOST": host,
+        "PORT": str(spec.port_for(command)),
+        # One folder per process group: the server empties it when it starts.
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir / f"{spec.name}-{command}"),
+    }
     if not spec.signs_tokens:
         service_env.pop("JWT_PRIVATE_KEY", None)
     if embedded_postgres is not None:
@@ -158,8 +165,8 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
             process.wait()
 
 
-def wait_until_healthy(spec: ServiceSpec, process: subprocess.Popen[bytes]) -> None:
-    url = f"http://127.0.0.1:{spec.port}/health"
+def wait_until_healthy(spec: ServiceSpec, process: subprocess.Popen[bytes], port: int) -> None:
+    url = f"http://127.0.0.1:{port}/health"
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -222,11 +229,12 @@ def running_system(
     (default: this process's).
     """
     specs = services_from(port_base)
-    taken = [spec for spec in specs if not port_is_free(host, spec.port)]
+    taken = [
+        (spec, port) for spec in specs for port in spec.ports() if not port_is_free(host, port)
+    ]
     if taken:
-        raise SystemExit(
-            f"terrascale: port {taken[0].port} on {host} is taken; {taken[0].name} cannot start"
-        )
+        spec, port = taken[0]
+        raise SystemExit(f"terrascale: port {port} on {host} is taken; {spec.name} cannot start")
 
     configured = ConfiguredServers()
     env = dict(os.environ)
@@ -257,26 +265,27 @@ def running_system(
         )
         processes: Processes = []
 
-        def start(spec: ServiceSpec, command: str) -> None:
+        def start(spec: ServiceSpec, command: str) -> subprocess.Popen[bytes]:
             process = start_process(
                 spec,
                 command,
                 env=env,
                 host=host,
                 embedded_postgres=embedded_postgres,
+                metrics_dir=data_dir / "metrics",
                 output=output,
             )
             cleanup.callback(stop_process, process)
             processes.append((spec, process))
+            return process
 
-        for spec in specs:
-            start(spec, "start")
-        for spec, process in processes:
-            wait_until_healthy(spec, process)
+        services = [(spec, start(spec, "start")) for spec in specs]
+        for spec, process in services:
+            wait_until_healthy(spec, process, spec.port)
         # Workers start once their service has migrated its database.
-        for spec in specs:
-            if spec.has_worker:
-                start(spec, "worker")
+        workers = [(spec, start(spec, "worker")) for spec in specs if spec.has_worker]
+        for spec, process in workers:
+            wait_until_healthy(spec, process, spec.worker_port)
         yield RunningSystem(specs, processes, embedded_postgres, redis, key_file)
         say("stopping")
 
@@ -285,7 +294,9 @@ def up(*, data_dir: Path, host: str, port_base: int = DEFAULT_PORT_BASE) -> int:
     with running_system(data_dir=data_dir, host=host, port_base=port_base) as system:
         for spec in system.services:
             base = f"http://localhost:{spec.port}"
-            say(f"{spec.name} is up: {base}  (API docs: {base}/docs)")
+            say(f"{spec.name} is up: {base}  (API docs: {base}/docs, metrics: {base}/metrics)")
+            if spec.has_worker:
+                say(f"  its worker's metrics: http://localhost:{spec.worker_port}/metrics")
         say("press Ctrl-C to stop everything")
         code = supervise(system.processes)
     say("stopped")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 DEFAULT_PORT_BASE = 5000
+# A worker serves its health, readiness and metrics this far above its service's port.
+WORKER_PORT_OFFSET = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +17,17 @@ class ServiceSpec:
     database: str
     has_worker: bool = False
     signs_tokens: bool = False  # only the signer gets the private key
+
+    @property
+    def worker_port(self) -> int:
+        return self.port + WORKER_PORT_OFFSET
+
+    def port_for(self, command: str) -> int:
+        """The port the process running ``command`` (``start`` or ``worker``) listens on."""
+        return self.worker_port if command == "worker" else self.port
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.worker_port) if self.has_worker else (self.port,)
 
 
 SERVICES: tuple[ServiceSpec, ...] = (

@@ -67,6 +67,10 @@ class EventBus(Protocol):
         """Feed ``process`` until ``stop`` is set, then finish the message in hand and return."""
         ...
 
+    async def backlog(self, *, group: str, categories: Sequence[str]) -> dict[str, int]:
+        """Per category, the events ``group`` has not acknowledged: unread plus in hand."""
+        ...
+
     async def dead_letters(self, category: str, *, limit: int = 100) -> list[DeadLetter]: ...
 
     async def history(self, category: str, partition: int, *, limit: int = 1000) -> list[bytes]:

@@ -10,10 +10,13 @@ once; any other failure on the EVENT_MAX_DELIVERIES-th delivery).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
 import structlog
 from opentelemetry import trace
@@ -30,6 +33,12 @@ from terrascale.common.events.schemas import InvalidEventError
 from terrascale.common.events.settings import EventSettings
 from terrascale.common.events.waiting import wait_event
 from terrascale.common.logging import get_logger
+from terrascale.common.metrics import (
+    CONSUMER_LAG,
+    EVENT_DELAY,
+    EVENT_HANDLING_DURATION,
+    EVENTS_HANDLED,
+)
 
 logger = get_logger(__name__)
 
@@ -44,6 +53,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RedisTimeoutError,
 )
 TRANSIENT_BACKOFF_CAP_SECONDS = 30.0
+LAG_SAMPLE_SECONDS = 5.0
+UNREADABLE = "unreadable"  # the type label of a delivery whose envelope does not parse
 
 
 def default_consumer_name() -> str:
@@ -100,20 +111,53 @@ class ConsumerRunner:
             categories=list(self.categories),
             transport=self.bus.transport,
         )
-        await self.bus.consume(
-            group=self.group,
-            consumer=self.consumer,
-            categories=self.categories,
-            process=self.process,
-            stop=stop,
-        )
+        sampler = asyncio.create_task(self._sample_lag(stop))
+        try:
+            await self.bus.consume(
+                group=self.group,
+                consumer=self.consumer,
+                categories=self.categories,
+                process=self.process,
+                stop=stop,
+            )
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
         logger.info("event consumer stopped", group=self.group, consumer=self.consumer)
 
+    async def _sample_lag(self, stop: asyncio.Event) -> None:
+        """Keep the group's lag gauge current; every consumer of the group reports the same
+        figure, so the gauge takes the highest of the live processes."""
+        while not stop.is_set():
+            try:
+                backlog = await self.bus.backlog(group=self.group, categories=self.categories)
+            except Exception as exc:  # noqa: BLE001 - a missed sample must not stop consuming
+                logger.debug("consumer lag not sampled", error=repr(exc))
+            else:
+                for category, events in backlog.items():
+                    CONSUMER_LAG.labels(self.group, category).set(events)
+            await wait_event(stop, LAG_SAMPLE_SECONDS)
+
     async def process(self, received: Received) -> tuple[Outcome, str]:
+        """Handle one delivery and record its outcome, duration and delay."""
+        started = time.perf_counter()
         try:
             envelope = Envelope.from_json(received.payload)
         except InvalidEventError as exc:
+            EVENTS_HANDLED.labels(self.group, UNREADABLE, Outcome.DEAD.value).inc()
             return _dead_letter(str(exc), stream=received.stream)
+        outcome, reason = await self._process(envelope, received)
+        EVENTS_HANDLED.labels(self.group, envelope.type, outcome.value).inc()
+        EVENT_HANDLING_DURATION.labels(self.group, envelope.type).observe(
+            time.perf_counter() - started
+        )
+        if outcome is not Outcome.RETRY:
+            delay = (datetime.now(UTC) - envelope.time).total_seconds()
+            EVENT_DELAY.labels(self.group, envelope.type).observe(max(0.0, delay))
+        return outcome, reason
+
+    async def _process(self, envelope: Envelope, received: Received) -> tuple[Outcome, str]:
         if received.delivery_count > self.max_deliveries:
             # Earlier deliveries never reported back (the process died mid-handler).
             reason = f"delivered {received.delivery_count} times, limit {self.max_deliveries}"

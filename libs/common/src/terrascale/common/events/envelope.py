@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from opentelemetry.context import Context
+from opentelemetry.trace import Span, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import (
     AwareDatetime,
@@ -35,6 +36,13 @@ def current_traceparent() -> str | None:
     """The current span's W3C traceparent, or None outside a recording span."""
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def traceparent_of(span: Span) -> str | None:
+    """``span``'s W3C traceparent (None when it is not recorded)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=set_span_in_context(span))
     return carrier.get("traceparent")
 
 

@@ -86,6 +86,10 @@ class NatsJetStreamBus:
     def dead_stream_name(self, category: str) -> str:
         return self.stream_name(category) + "_dead"
 
+    def durable_name(self, group: str, category: str, partition: int) -> str:
+        """The group's pull consumer of one partition."""
+        return _name_part(f"{group}_{category}_{partition}")
+
     async def ensure_streams(self, categories: Sequence[str]) -> None:
         """Create (or bring up to date) each category's streams; cheap after the first call."""
         for category in categories:
@@ -184,7 +188,7 @@ class NatsJetStreamBus:
                 subject = self.subject(category, index)
                 subscription = await self.js.pull_subscribe(
                     subject,
-                    durable=_name_part(f"{group}_{category}_{index}"),
+                    durable=self.durable_name(group, category, index),
                     stream=self.stream_name(category),
                     config=ConsumerConfig(
                         ack_policy=AckPolicy.EXPLICIT,
@@ -302,6 +306,19 @@ class NatsJetStreamBus:
         except NotFoundError:
             return 0
         return (info.state.subjects or {}).get(subject, 0)
+
+    async def backlog(self, *, group: str, categories: Sequence[str]) -> dict[str, int]:
+        backlog = dict.fromkeys(categories, 0)
+        for category in categories:
+            for index in range(self.settings.event_partitions):
+                try:
+                    info = await self.js.consumer_info(
+                        self.stream_name(category), self.durable_name(group, category, index)
+                    )
+                except NotFoundError:
+                    continue  # not subscribed yet: nothing to count
+                backlog[category] += (info.num_pending or 0) + (info.num_ack_pending or 0)
+        return backlog
 
     async def dead_letters(self, category: str, *, limit: int = 100) -> list[DeadLetter]:
         messages = await self._read_all(

@@ -154,6 +154,27 @@ class RedisStreamsBus:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def backlog(self, *, group: str, categories: Sequence[str]) -> dict[str, int]:
+        streams = [
+            (category, self.stream_key(category, index))
+            for category in categories
+            for index in range(self.settings.event_partitions)
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, stream in streams:
+                pipe.xinfo_groups(stream)
+            # A stream nobody has published to yet may not exist: it holds nothing.
+            replies = await pipe.execute(raise_on_error=False)
+        backlog = dict.fromkeys(categories, 0)
+        for (category, _), reply in zip(streams, replies, strict=True):
+            if isinstance(reply, BaseException):
+                continue
+            for info in reply:
+                if info["name"].decode() == group:
+                    # Redis reports no lag when it cannot tell (entries deleted mid-stream).
+                    backlog[category] += int(info["pending"]) + int(info["lag"] or 0)
+        return backlog
+
     async def dead_letters(self, category: str, *, limit: int = 100) -> list[DeadLetter]:
         entries = cast(StreamEntries, await self.redis.xrange(self.dead_key(category), count=limit))
         letters: list[DeadLetter] = []
