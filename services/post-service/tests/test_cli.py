@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +19,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from terrascale.common.events import Envelope, EventSettings, UserCreated, connect_bus
-from terrascale.common.testing.helpers import free_port, list_tables, wait_for_health
+from terrascale.common.testing.helpers import (
+    free_port,
+    list_tables,
+    metric_value,
+    wait_for_health,
+)
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.posts.cli import main
 from terrascale.posts.config import PostSettings, get_settings
@@ -77,7 +83,9 @@ async def test_worker_command_consumes_until_sigterm(
     test_servers: ServerAddresses,
     redis_key_prefix: str,
     settings: PostSettings,
+    tmp_path: Path,
 ) -> None:
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url.render_as_string(hide_password=False),
@@ -87,6 +95,9 @@ async def test_worker_command_consumes_until_sigterm(
         "CACHE_KEY_PREFIX": redis_key_prefix,
         "EVENT_KEY_PREFIX": redis_key_prefix,
         "EVENT_POLL_SECONDS": "0.05",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -114,6 +125,15 @@ async def test_worker_command_consumes_until_sigterm(
                 break
             await asyncio.sleep(0.05)
         assert await _known(database_url, user_id) == username
+        # The worker serves its operations endpoints; its metrics count what it consumed.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/ready")).status_code == 200
+            metrics = (await client.get("/metrics")).text
+        handled = {"group": "post-service", "type": "user.created", "outcome": "ack"}
+        assert metric_value(metrics, "terrascale_events_handled_total", **handled) == 1
+        assert (
+            metric_value(metrics, "terrascale_event_delay_seconds_count", group="post-service") == 1
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(process.communicate(), timeout=30)

@@ -8,12 +8,18 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy.engine import URL
 
-from terrascale.common.testing.helpers import free_port, list_tables, wait_for_health
+from terrascale.common.testing.helpers import (
+    free_port,
+    list_tables,
+    metric_value,
+    wait_for_health,
+)
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.users.cli import main
 from terrascale.users.config import get_settings
@@ -47,7 +53,7 @@ def test_migrate_and_downgrade_commands(
 
 @pytest.mark.slow
 def test_start_migrates_then_serves_with_gunicorn(
-    test_servers: ServerAddresses, redis_key_prefix: str
+    test_servers: ServerAddresses, redis_key_prefix: str, tmp_path: Path
 ) -> None:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -63,6 +69,7 @@ def test_start_migrates_then_serves_with_gunicorn(
             "HOST": "127.0.0.1",
             "PORT": str(port),
             "WEB_CONCURRENCY": "2",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "terrascale.users", "start"],
@@ -79,6 +86,15 @@ def test_start_migrates_then_serves_with_gunicorn(
             reads = [httpx.get(f"{base_url}/users/{user_id}").json()["cached"] for _ in range(3)]
             assert reads == [False, True, True]
             assert httpx.get(f"{base_url}/ready").status_code == 200
+            # Whichever worker answers a scrape, it reports both workers' counts.
+            reads_served = {"method": "GET", "route": "/users/{user_id}", "status": "200"}
+            scrapes = [httpx.get(f"{base_url}/metrics").text for _ in range(6)]
+            for metrics in scrapes:
+                assert metric_value(metrics, "terrascale_http_requests_total", **reads_served) == 3
+                cache = {"cache": "user"}
+                assert metric_value(metrics, "terrascale_cache_lookups_total", **cache) == 3
+            writers = {path.stem.rpartition("_")[2] for path in (tmp_path / "metrics").glob("*")}
+            assert len(writers) >= 2
         finally:
             process.send_signal(signal.SIGTERM)
             output, _ = process.communicate(timeout=30)

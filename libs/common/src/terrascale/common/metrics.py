@@ -15,7 +15,6 @@ with few values (the route template, never the raw path).
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from fastapi import APIRouter, Response
@@ -31,6 +30,9 @@ from prometheus_client import (
 )
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus_client opens a file for each metric made below: the folder must exist first.
+if _configured_dir := os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+    Path(_configured_dir).mkdir(parents=True, exist_ok=True)
 
 # From 1 ms (a cached read) to 10 s (past every timeout we set).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -141,13 +143,16 @@ def multiprocess_dir() -> Path | None:
 
 
 def reset_multiprocess_dir() -> None:
-    """Create the folder, or empty it of an earlier run's files; call before serving."""
+    """Create the folder, or empty it of an earlier run's files; call before serving. This
+    process's own files stay: its metrics, made at import, keep writing to them."""
     directory = multiprocess_dir()
     if directory is None:
         return
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    own = str(os.getpid())
+    for path in directory.glob("*.db"):  # named <kind>_<pid>.db
+        if path.stem.rpartition("_")[2] != own:
+            path.unlink(missing_ok=True)
 
 
 def mark_process_dead(pid: int) -> None:

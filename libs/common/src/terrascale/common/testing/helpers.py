@@ -21,6 +21,7 @@ from alembic.migration import MigrationContext
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -111,6 +112,9 @@ def service_environment(
         "EVENT_PARTITIONS": "2",
         "EVENT_POLL_SECONDS": "0.1",
         "LOG_FORMAT": "json",
+        # Workers serve their operations endpoints too: never on a port another run may hold.
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
         **extra,
     }
 
@@ -120,6 +124,17 @@ def stop_and_read(process: subprocess.Popen[bytes]) -> str:
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
     return output.decode()
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels`` in a ``/metrics``
+    page (0 when there are none: an unused counter has no sample yet)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def log_events(output: str, event: str) -> list[dict[str, Any]]:
