@@ -1,16 +1,20 @@
-"""Failures of the service's dependencies: Redis down degrades, PostgreSQL down fails fast."""
+"""Failures of the service's dependencies: Redis down degrades, PostgreSQL down fails fast, and
+both coming back are noticed without a restart."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from alembic import command
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
-from terrascale.common.embedded import EmbeddedValkey, RedisAddress
+from terrascale.common.embedded import EmbeddedPostgres, EmbeddedValkey, RedisAddress
+from terrascale.common.migrations import alembic_config
 from terrascale.common.testing.helpers import (
     PROBLEM_JSON,
     free_port,
@@ -19,6 +23,7 @@ from terrascale.common.testing.helpers import (
     silent_listener,
 )
 from terrascale.common.testing.plugin import ServerAddresses
+from terrascale.users.cli import SCRIPT_LOCATION
 from terrascale.users.config import UserSettings
 
 MakeApp = Callable[[UserSettings], FastAPI]
@@ -140,3 +145,42 @@ async def test_cached_user_is_served_while_postgres_is_down(
         assert response.status_code == 200
         assert response.json()["username"] == username
         assert response.json()["cached"] is True
+
+
+@pytest.mark.slow
+async def test_postgres_restart_is_survived_without_restarting_the_service(
+    make_settings: Callable[..., UserSettings],
+    make_app: MakeApp,
+    username: str,
+    tmp_path: Path,
+) -> None:
+    postgres = EmbeddedPostgres(tmp_path / "postgres")
+    url = postgres.start()
+    try:
+        config = alembic_config(script_location=SCRIPT_LOCATION, database_url=url)
+        await asyncio.to_thread(command.upgrade, config, "head")  # it runs its own event loop
+        settings = make_settings(
+            database_url=url, db_connect_timeout_seconds=0.5, ready_timeout_seconds=0.5
+        )
+        async with serve_app(make_app(settings)) as client:
+            created = await client.post("/users/", json={"username": username})
+            assert created.status_code == 201
+            user_id = created.json()["id"]
+            assert (await client.get("/ready")).status_code == 200
+
+            postgres.stop()
+            refused = await client.post("/users/", json={"username": username + "_2"})
+            assert refused.status_code == 503
+            assert refused.headers["content-type"] == PROBLEM_JSON
+            ready = await client.get("/ready")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["postgres"] != "ok"
+
+            postgres.start()
+            # Pooled connections died with the server; the pool replaces them on its own.
+            assert (await client.get("/ready")).status_code == 200
+            accepted = await client.post("/users/", json={"username": username + "_3"})
+            assert accepted.status_code == 201
+            assert (await client.get(f"/users/{user_id}")).json()["username"] == username
+    finally:
+        postgres.stop()

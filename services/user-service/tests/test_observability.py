@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from terrascale.common.testing.helpers import log_events
+from terrascale.common.testing.helpers import log_events, metric_value
+from terrascale.common.testing.otlp import OtlpReceiver, attribute, otlp_receiver
 from terrascale.users.config import UserSettings
 
 
@@ -127,69 +122,20 @@ async def test_unexpected_error_is_a_problem_without_internals(
     assert "secret internal detail" in str(logged["exception"])
 
 
-class OtlpReceiver:
-    """A minimal OTLP/HTTP collector: decodes each protobuf export request it is sent."""
-
-    def __init__(self) -> None:
-        self.requests: list[ExportTraceServiceRequest] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path == "/v1/traces":
-                    receiver.requests.append(ExportTraceServiceRequest.FromString(body))
-                payload = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
-
-    def spans(self) -> list[tuple[str, Span]]:
-        """(service.name, span) for every span received."""
-        found: list[tuple[str, Span]] = []
-        for request in self.requests:
-            for resource_spans in request.resource_spans:
-                attributes = {
-                    a.key: a.value.string_value for a in resource_spans.resource.attributes
-                }
-                for scope_spans in resource_spans.scope_spans:
-                    found.extend((attributes["service.name"], s) for s in scope_spans.spans)
-        return found
-
-
 @pytest.fixture
-def otlp_receiver() -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
-
-
-def attribute(span: Span, key: str) -> str:
-    for item in span.attributes:
-        if item.key == key:
-            return item.value.string_value or str(item.value.int_value)
-    return ""
+def receiver() -> Iterator[OtlpReceiver]:
+    with otlp_receiver() as started:
+        yield started
 
 
 async def test_traces_reach_an_otlp_http_collector(
     settings: UserSettings,
     make_app: Callable[[UserSettings], FastAPI],
-    otlp_receiver: OtlpReceiver,
+    receiver: OtlpReceiver,
     username: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    traced = settings.model_copy(update={"otlp_endpoint": otlp_receiver.endpoint})
+    traced = settings.model_copy(update={"otlp_endpoint": receiver.endpoint})
     app: FastAPI = make_app(traced)
     async with (
         LifespanManager(app),
@@ -201,13 +147,14 @@ async def test_traces_reach_an_otlp_http_collector(
         [request_line] = log_events(capsys.readouterr().out, "request")
     # Leaving the lifespan shut the tracer provider down, which flushes every span.
 
-    spans = otlp_receiver.spans()
-    assert {service for service, _ in spans} == {"user-service"}
+    received = receiver.spans()
+    assert {r.service for r in received} == {"user-service"}
+    spans = [r.span for r in received]
     server_spans = [
-        s for _, s in spans if s.kind == Span.SPAN_KIND_SERVER and attribute(s, "http.route")
+        s for s in spans if s.kind == Span.SPAN_KIND_SERVER and attribute(s, "http.route")
     ]
     read = next(s for s in server_spans if attribute(s, "http.route") == "/users/{user_id}")
-    in_read_trace = [s for _, s in spans if s.trace_id == read.trace_id]
+    in_read_trace = [s for s in spans if s.trace_id == read.trace_id]
     systems = {attribute(s, "db.system") or attribute(s, "db.system.name") for s in in_read_trace}
     assert {"postgresql", "redis"} <= systems
     database_span = next(
@@ -219,3 +166,32 @@ async def test_traces_reach_an_otlp_http_collector(
 
     assert request_line["trace_id"] == read.trace_id.hex()
     assert len(str(request_line["span_id"])) == 16
+
+
+async def test_metrics_count_requests_by_route_template_and_status(client: AsyncClient) -> None:
+    async def scrape() -> str:
+        response = await client.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        return response.text
+
+    read_missing = {"method": "GET", "route": "/users/{user_id}", "status": "404"}
+    unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
+    before = await scrape()
+    for user_id in (123456789, 987654321):
+        assert (await client.get(f"/users/{user_id}")).status_code == 404
+    assert (await client.get("/no/such/route")).status_code == 404
+    after = await scrape()
+
+    def moved(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    assert moved("terrascale_http_requests_total", **read_missing) == 2
+    assert moved("terrascale_http_requests_total", **unmatched) == 1
+    read = {"method": "GET", "route": "/users/{user_id}"}
+    assert moved("terrascale_http_request_duration_seconds_count", **read) == 2
+    assert moved("terrascale_cache_lookups_total", cache="user", result="miss") == 2
+    # No raw path ever becomes a label value.
+    assert "123456789" not in after
+    assert metric_value(after, "terrascale_db_pool_max_connections", pool="primary") > 0
+    assert metric_value(after, "terrascale_db_pool_connections", pool="primary", state="open") > 0

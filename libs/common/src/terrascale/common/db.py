@@ -65,8 +65,20 @@ def create_engine(
             },
         },
     )
+    event.listen(engine.sync_engine, "do_connect", _missing_socket_is_refused)
     _report_pool_usage(engine, pool_name, settings.db_pool_size + settings.db_max_overflow)
     return engine
+
+
+def _missing_socket_is_refused(
+    dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]
+) -> Any:
+    """Connect as usual, but report a server whose unix socket is gone (stopped, restarting)
+    as what it is, a refused connection, rather than a FileNotFoundError nobody maps to 503."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except FileNotFoundError as exc:
+        raise ConnectionRefusedError(f"PostgreSQL socket not found: {exc.filename}") from exc
 
 
 def _report_pool_usage(engine: AsyncEngine, pool_name: str, max_connections: int) -> None:
