@@ -19,7 +19,6 @@ from pathlib import Path
 
 from fastapi import APIRouter, Response
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -28,6 +27,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client opens a file for each metric made below: the folder must exist first.
@@ -170,6 +170,10 @@ def exposition() -> bytes:
     return generate_latest(registry)
 
 
+# The classic text format, which every Prometheus version reads; our names need nothing newer.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+
 def metrics_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -178,9 +182,9 @@ def metrics_router() -> APIRouter:
         "/metrics",
         summary="Prometheus metrics of every process of this service",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        responses={200: {"content": {CONTENT_TYPE: {}}}},
     )
     def metrics() -> Response:
-        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE)
 
     return router
