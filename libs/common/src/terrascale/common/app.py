@@ -25,6 +25,7 @@ from terrascale.common.keys import load_public_key
 from terrascale.common.logging import configure_logging, get_logger
 from terrascale.common.metrics import metrics_router
 from terrascale.common.middleware import RequestContextMiddleware
+from terrascale.common.overload import LoadShedder
 from terrascale.common.settings import ServiceSettings
 from terrascale.common.tracing import (
     create_tracer_provider,
@@ -60,10 +61,12 @@ def create_service_app(
     token_public_key: Ed25519PublicKey | None = None,
     background: Sequence[BackgroundWork] = (),
     resources: Sequence[Resource] = (),
+    long_lived_paths: Sequence[str] = (),
 ) -> FastAPI:
     """``token_public_key`` verifies access tokens; by default it comes from JWT_PUBLIC_KEY.
     ``background`` runs beside the HTTP server for the app's lifetime (outbox relay, consumers);
-    ``resources`` are the service's own, which it keeps on ``app.state``."""
+    ``resources`` are the service's own, which it keeps on ``app.state``; ``long_lived_paths``
+    (streams) are never shed under load."""
     configure_logging(level=settings.log_level, renderer=settings.log_renderer)
     tracer_provider = create_tracer_provider(settings, version=version)
 
@@ -91,6 +94,12 @@ def create_service_app(
         else AccessTokenVerifier(
             token_public_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
+    )
+    # Added first, so it runs inside the request context: shed requests are logged and counted.
+    app.add_middleware(
+        LoadShedder,
+        max_in_flight=settings.max_in_flight_requests,
+        exempt_paths=long_lived_paths,
     )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)

@@ -50,6 +50,10 @@ HTTP_REQUEST_DURATION = Histogram(
     ["method", "route"],
     buckets=LATENCY_BUCKETS,
 )
+HTTP_REQUESTS_SHED = Counter(
+    "terrascale_http_requests_shed_total",
+    "Requests answered 503 at once because the process had its limit of requests in flight.",
+)
 HTTP_REQUESTS_IN_FLIGHT = Gauge(
     "terrascale_http_requests_in_flight",
     "Requests being served right now.",

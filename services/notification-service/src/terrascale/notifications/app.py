@@ -22,6 +22,7 @@ from terrascale.notifications.consumer import (
     CONSUMER_GROUP,
     notification_events_handler,
 )
+from terrascale.notifications.router import STREAM_PATH
 from terrascale.notifications.router import router as notification_router
 from terrascale.notifications.wakeups import (
     WakeUpHub,
@@ -49,6 +50,8 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         routers=[notification_router],
+        # A live stream is open for as long as its client listens: not a request to shed.
+        long_lived_paths=[notification_router.prefix + STREAM_PATH],
     )
     _run_wake_up_hub(app, settings)
     if settings.jwt_public_key is None:  # after the factory has configured logging

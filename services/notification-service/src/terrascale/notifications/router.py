@@ -27,6 +27,7 @@ from terrascale.notifications.repository import StoredNotification
 from terrascale.notifications.schemas import MarkRead, NotificationRead, UnreadCount
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
+STREAM_PATH = "/stream"
 
 EVENT_NAME = "notification"
 # A client that stops reading is dropped rather than left holding the stream's memory.
@@ -127,7 +128,7 @@ async def mark_read(
 
 
 @router.get(
-    "/stream",
+    STREAM_PATH,
     summary="Your new notifications, live (Server-Sent Events)",
     description="Without `Last-Event-ID`, sends notifications made from now on; with it, "
     "first every notification after that id, then live ones: none missed, none twice.",
