@@ -32,7 +32,7 @@ import orjson
 import uvloop
 from redis.asyncio import Redis
 
-from terrascale.bench import ceilings, report
+from terrascale.bench import ceilings, overload, report
 from terrascale.bench.client import Request, encode_request
 from terrascale.bench.graphs import Graph, power_law, reed98
 from terrascale.bench.load import RunResult, closed_loop, open_loop
@@ -54,6 +54,8 @@ from terrascale.timelines.config import TimelineSettings
 PROFILE = "read-user-profile"  # cached GET /users/{id}: not in DeathStarBench's mix
 SWEEP_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
 MIXED_TARGET_RATE = 1500
+SOAK_FRACTION = 0.7
+SOAK_WINDOW_SECONDS = 60.0
 RESULTS = ceilings.REPO / "bench" / "results"
 
 
@@ -80,6 +82,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY of every server")
     parser.add_argument("--port-base", type=int, default=5100)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--overload",
+        action="store_true",
+        help="also offer the home timeline twice its maximum and report what is shed",
+    )
+    parser.add_argument("--overload-connections", type=int, default=1024)
+    parser.add_argument(
+        "--soak-seconds",
+        type=float,
+        default=0.0,
+        help="also hold the home timeline at 70%% of its maximum this long (e.g. 600)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -390,6 +404,29 @@ async def measure(
             ceilings.bare_server(args.port_base + 10, bare_env, bare_log) as bare_url,
         ):
             await measure_operations(args, operations, bare_url, result, rng)
+
+        home_maximum = result.maximum[HOME].achieved_rate
+        if args.overload:
+            result.extra |= await overload.overload(
+                system,
+                operations[HOME],
+                service="timeline-service",
+                maximum_rate=home_maximum,
+                seconds=args.seconds,
+                connections=args.overload_connections,
+                rng=rng,
+            )
+        if args.soak_seconds > 0:
+            result.extra |= await overload.soak(
+                system,
+                operations[HOME],
+                service="timeline-service",
+                rate=SOAK_FRACTION * home_maximum,
+                seconds=args.soak_seconds,
+                window_seconds=SOAK_WINDOW_SECONDS,
+                connections=args.connections,
+                rng=rng,
+            )
 
         await wait_until_settled(redis, system.postgres_admin_url, databases)
         if args.fanout_followers > 0:
