@@ -100,9 +100,9 @@ async def test_walking_the_pages_while_posts_arrive_sees_each_old_post_once(
     while url is not None:
         writes = arrivals[page_number] if page_number < len(arrivals) else 0
         # New posts are written while the page is being read, not only between pages.
-        response, *_ = await asyncio.gather(
-            client.get(url), *(_write(client, headers, "new") for _ in range(writes))
-        )
+        reading = asyncio.create_task(client.get(url))
+        await asyncio.gather(*(_write(client, headers, "new") for _ in range(writes)))
+        response = await reading
         assert response.status_code == 200, response.text
         page = [post["id"] for post in response.json()]
         assert len(page) <= limit
