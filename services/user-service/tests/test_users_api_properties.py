@@ -80,9 +80,9 @@ def _fits(value: str, *, pattern: str, min_length: int, max_length: int) -> bool
 async def test_profile_texts_are_counted_in_code_points_and_never_break_the_service(
     client: AsyncClient, access_token: str, field: str, value: str
 ) -> None:
-    limits = {
-        "display_name": {"pattern": DISPLAY_NAME_PATTERN, "min_length": 1, "max_length": 50},
-        "bio": {"pattern": BIO_PATTERN, "min_length": 0, "max_length": 300},
+    pattern, min_length, max_length = {
+        "display_name": (DISPLAY_NAME_PATTERN, 1, 50),
+        "bio": (BIO_PATTERN, 0, 300),
     }[field]
     response = await client.patch(
         "/users/me",
@@ -90,7 +90,7 @@ async def test_profile_texts_are_counted_in_code_points_and_never_break_the_serv
         content=json.dumps({field: value}),
         headers={"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"},
     )
-    if _fits(value, **limits):
+    if _fits(value, pattern=pattern, min_length=min_length, max_length=max_length):
         assert response.status_code == 200, response.text
         assert response.json()[field] == value
     else:
