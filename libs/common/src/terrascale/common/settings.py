@@ -74,7 +74,7 @@ class ServiceSettings(BaseSettings):
     port: Port = 8000
     web_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
     # Per Gunicorn worker; past it, requests are answered 503 at once (0: no limit).
-    max_in_flight_requests: Annotated[int, Field(ge=0, le=100_000)] = 256
+    max_in_flight_requests: Annotated[int, Field(ge=0, le=100_000)] = 64
     graceful_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 20
 
     debug: bool = False
