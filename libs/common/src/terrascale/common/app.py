@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from terrascale.common.auth import AccessTokenVerifier
 from terrascale.common.background import BackgroundWork, run_background, stop_background
@@ -25,6 +26,12 @@ from terrascale.common.keys import load_public_key
 from terrascale.common.logging import configure_logging, get_logger
 from terrascale.common.metrics import metrics_router
 from terrascale.common.middleware import RequestContextMiddleware
+from terrascale.common.ratelimit import RateLimiter
+from terrascale.common.security import (
+    BodySizeLimitMiddleware,
+    ProblemCORSMiddleware,
+    SecurityHeadersMiddleware,
+)
 from terrascale.common.settings import ServiceSettings
 from terrascale.common.tracing import (
     create_tracer_provider,
@@ -38,6 +45,14 @@ logger = get_logger(__name__)
 # A service's own long-lived resource (an HTTP client pool, a pub/sub connection): entered once
 # the shared ones are on app.state, exited after background work stopped and before they close.
 Resource = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class ServiceApp(FastAPI):
+    """Starlette answers an unhandled exception's 500 outside every added middleware, so the
+    headers every response must carry are added around the whole stack instead."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeadersMiddleware(super().build_middleware_stack())
 
 
 class Banner(BaseModel):
@@ -74,7 +89,7 @@ def create_service_app(
         resources=resources,
         background=background,
     )
-    app = FastAPI(
+    app = ServiceApp(
         title=title,
         version=version,
         description=description,
@@ -92,6 +107,10 @@ def create_service_app(
             token_public_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
     )
+    # Outermost last: the request log sees every answer, CORS headers reach a 413 too.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    if settings.cors_allow_origins:  # none: no CORS headers, and a preflight is a 405
+        app.add_middleware(ProblemCORSMiddleware, allow_origins=settings.cors_allow_origins)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
 
@@ -154,6 +173,7 @@ def _lifespan(
         app.state.session_factory = create_session_factory(engine)
         app.state.redis = redis
         app.state.cache = Cache.from_settings(redis, settings)
+        app.state.rate_limiter = RateLimiter.from_settings(redis, settings)
         checks: dict[str, ReadinessCheck] = {"postgres": lambda: ping(engine), "redis": redis.ping}
         app.state.readiness_checks = checks
         try:
@@ -183,13 +203,15 @@ def _lifespan(
 def _problems_as_problem_json(schema: dict[str, Any]) -> dict[str, Any]:
     """Document every 4xx/5xx body as ``application/problem+json`` with the Problem schema,
     including the 422 FastAPI adds on its own, since that is what the handlers send; and the 400
-    every operation with a body can answer (a body that is not parseable JSON)."""
+    and 413 every operation with a body can answer (a body that is not parseable JSON, a body
+    over MAX_REQUEST_BODY_BYTES)."""
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.setdefault("400", {"description": "Malformed request body"})
+                responses.setdefault("413", {"description": "Request body too large"})
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:  # noqa: PLR2004
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}
