@@ -14,7 +14,6 @@ from fastapi.openapi.utils import get_openapi
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from terrascale.common.auth import AccessTokenVerifier
 from terrascale.common.background import BackgroundWork, run_background, stop_background
@@ -31,6 +30,7 @@ from terrascale.common.security import (
     BodySizeLimitMiddleware,
     ProblemCORSMiddleware,
     SecurityHeadersMiddleware,
+    secure_server_errors,
 )
 from terrascale.common.settings import ServiceSettings
 from terrascale.common.tracing import (
@@ -45,14 +45,6 @@ logger = get_logger(__name__)
 # A service's own long-lived resource (an HTTP client pool, a pub/sub connection): entered once
 # the shared ones are on app.state, exited after background work stopped and before they close.
 Resource = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-
-
-class ServiceApp(FastAPI):
-    """Starlette answers an unhandled exception's 500 outside every added middleware, so the
-    headers every response must carry are added around the whole stack instead."""
-
-    def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeadersMiddleware(super().build_middleware_stack())
 
 
 class Banner(BaseModel):
@@ -89,7 +81,7 @@ def create_service_app(
         resources=resources,
         background=background,
     )
-    app = ServiceApp(
+    app = FastAPI(
         title=title,
         version=version,
         description=description,
@@ -111,8 +103,10 @@ def create_service_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_allow_origins:  # none: no CORS headers, and a preflight is a 405
         app.add_middleware(ProblemCORSMiddleware, allow_origins=settings.cors_allow_origins)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
+    secure_server_errors(app)
 
     @app.get("/", tags=["operations"], summary="Service banner with links")
     async def banner() -> Banner:

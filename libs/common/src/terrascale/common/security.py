@@ -7,8 +7,10 @@ belongs there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
+from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -26,6 +28,17 @@ SECURITY_HEADERS = (
 NO_STORE = (b"cache-control", b"no-store")
 
 
+def add_security_headers(headers: MutableHeaders, *, signed_in: bool) -> None:
+    for name, value in SECURITY_HEADERS:
+        headers.raw.append((name, value))
+    if signed_in and "cache-control" not in headers:
+        headers.raw.append(NO_STORE)
+
+
+def is_signed_in(scope: Scope) -> bool:
+    return any(name == b"authorization" for name, _ in scope["headers"])
+
+
 class SecurityHeadersMiddleware:
     """Adds ``SECURITY_HEADERS`` to every response, and ``Cache-Control: no-store`` to every
     response to a request that carries credentials (timelines, notifications, your profile)
@@ -39,18 +52,33 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        signed_in = any(name == b"authorization" for name, _ in scope["headers"])
+        signed_in = is_signed_in(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS:
-                    headers.raw.append((name, value))
-                if signed_in and "cache-control" not in headers:
-                    headers.raw.append(NO_STORE)
+                add_security_headers(MutableHeaders(scope=message), signed_in=signed_in)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def secure_server_errors(app: FastAPI) -> None:
+    """Starlette answers an unhandled exception's 500 outside every added middleware, so that
+    answer gets its headers from the handler instead."""
+    # install_error_handlers registered an async handler here.
+    handler = cast(
+        Callable[[Request, Exception], Awaitable[Response]], app.exception_handlers[Exception]
+    )
+
+    async def with_headers(request: Request, exc: Exception) -> Response:
+        response = await handler(request, exc)
+        add_security_headers(response.headers, signed_in=is_signed_in(request.scope))
+        return response
+
+    app.add_exception_handler(Exception, with_headers)
 
 
 class BodySizeLimitMiddleware:
