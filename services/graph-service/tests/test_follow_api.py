@@ -59,8 +59,9 @@ async def test_banner_health_ready_and_docs(client: AsyncClient) -> None:
 async def test_openapi_documents_every_problem(client: AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     follow = spec["paths"]["/users/{user_id}/following/{target_id}"]
-    assert set(follow["put"]["responses"]) == {"200", "401", "403", "404", "422", "503"}
-    assert set(follow["delete"]["responses"]) == {"200", "401", "403", "404", "422", "503"}
+    limited = {"200", "401", "403", "404", "422", "429", "503"}
+    assert set(follow["put"]["responses"]) == limited
+    assert set(follow["delete"]["responses"]) == limited
     followers = spec["paths"]["/users/{user_id}/followers"]["get"]
     assert set(followers["responses"]) == {"200", "400", "422"}
     assert "Link" in followers["responses"]["200"]["headers"]

@@ -61,7 +61,7 @@ async def test_docs_and_openapi_are_served(client: AsyncClient) -> None:
     assert "swagger" in docs.text.lower()
     spec = (await client.get("/openapi.json")).json()
     create = spec["paths"]["/users/"]["post"]
-    assert set(create["responses"]) == {"201", "400", "409", "422"}
+    assert set(create["responses"]) == {"201", "400", "409", "413", "422", "429"}
     assert PROBLEM_JSON in create["responses"]["400"]["content"]
     assert PROBLEM_JSON in create["responses"]["409"]["content"]
     assert PROBLEM_JSON in create["responses"]["422"]["content"]

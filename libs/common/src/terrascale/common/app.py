@@ -26,6 +26,13 @@ from terrascale.common.logging import configure_logging, get_logger
 from terrascale.common.metrics import metrics_router
 from terrascale.common.middleware import RequestContextMiddleware
 from terrascale.common.overload import LoadShedder
+from terrascale.common.ratelimit import RateLimiter
+from terrascale.common.security import (
+    BodySizeLimitMiddleware,
+    ProblemCORSMiddleware,
+    SecurityHeadersMiddleware,
+    secure_server_errors,
+)
 from terrascale.common.settings import ServiceSettings
 from terrascale.common.tracing import (
     create_tracer_provider,
@@ -95,14 +102,20 @@ def create_service_app(
             token_public_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
     )
-    # Added first, so it runs inside the request context: shed requests are logged and counted.
+    # Outermost last: the request log sees every answer (shed ones included), CORS and security
+    # headers reach a 413 and a 503 too.
     app.add_middleware(
         LoadShedder,
         max_in_flight=settings.max_in_flight_requests,
         exempt_paths=long_lived_paths,
     )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    if settings.cors_allow_origins:  # none: no CORS headers, and a preflight is a 405
+        app.add_middleware(ProblemCORSMiddleware, allow_origins=settings.cors_allow_origins)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
+    secure_server_errors(app)
 
     @app.get("/", tags=["operations"], summary="Service banner with links")
     async def banner() -> Banner:
@@ -163,6 +176,7 @@ def _lifespan(
         app.state.session_factory = create_session_factory(engine)
         app.state.redis = redis
         app.state.cache = Cache.from_settings(redis, settings)
+        app.state.rate_limiter = RateLimiter.from_settings(redis, settings)
         checks: dict[str, ReadinessCheck] = {"postgres": lambda: ping(engine), "redis": redis.ping}
         app.state.readiness_checks = checks
         try:
@@ -192,13 +206,15 @@ def _lifespan(
 def _problems_as_problem_json(schema: dict[str, Any]) -> dict[str, Any]:
     """Document every 4xx/5xx body as ``application/problem+json`` with the Problem schema,
     including the 422 FastAPI adds on its own, since that is what the handlers send; and the 400
-    every operation with a body can answer (a body that is not parseable JSON)."""
+    and 413 every operation with a body can answer (a body that is not parseable JSON, a body
+    over MAX_REQUEST_BODY_BYTES)."""
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.setdefault("400", {"description": "Malformed request body"})
+                responses.setdefault("413", {"description": "Request body too large"})
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:  # noqa: PLR2004
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}

@@ -81,6 +81,9 @@ def serve(settings: ServiceSettings, app_factory: Callable[[], ASGIApp]) -> None
             "proc_name": settings.service_name,
             # Gunicorn's control socket sits at one path per user; services would collide on it.
             "control_socket_disable": True,
+            # Uvicorn would otherwise rewrite the client address from X-Forwarded-For for any
+            # peer on 127.0.0.1; TRUSTED_PROXIES alone decides whom to believe (ratelimit.py).
+            "forwarded_allow_ips": "",
             "child_exit": _forget_worker,
         },
     ).run()

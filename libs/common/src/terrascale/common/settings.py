@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
     AnyHttpUrl,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -20,6 +23,10 @@ from terrascale.common.keys import load_public_key, read_key_file
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
+PerMinute = Annotated[int, Field(ge=0, le=1_000_000)]
+# Lists read from the environment as comma-separated text, not JSON.
+CommaSeparated = NoDecode
+_ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
 
 
 # Settings that may also come from a file named by <NAME>_FILE (Docker and Kubernetes secrets).
@@ -95,6 +102,40 @@ class ServiceSettings(BaseSettings):
     )
     jwt_issuer: str = "terrascale"
     jwt_audience: str = "terrascale"
+
+    rate_limit_writes_per_minute: PerMinute = Field(
+        default=300,
+        description="Writes (POST, PUT, PATCH, DELETE) per signed-in user per minute, in "
+        "bursts of up to that many; 0 disables.",
+    )
+    rate_limit_signin_per_minute: PerMinute = Field(
+        default=120,
+        description="Sign-ups, sign-ins and token refreshes per client IP per minute; 0 disables.",
+    )
+    trusted_proxies: Annotated[list[IPvAnyNetwork], CommaSeparated] = Field(
+        default_factory=list,
+        description="Addresses or networks of proxies whose X-Forwarded-For is believed.",
+    )
+    max_request_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    cors_allow_origins: Annotated[list[str], CommaSeparated] = Field(
+        default_factory=list,
+        description="Origins browsers may call the API from; empty: no cross-origin access.",
+    )
+
+    @field_validator("trusted_proxies", "cors_allow_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return origins
 
     @model_validator(mode="before")
     @classmethod

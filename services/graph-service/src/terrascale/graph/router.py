@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from terrascale.common.auth import CurrentUserId, ForbiddenError
 from terrascale.common.errors import problem_responses
+from terrascale.common.ratelimit import LimitWrites
 from terrascale.graph import service as graph_service
 from terrascale.graph.deps import (
     DEFAULT_PAGE_SIZE,
@@ -46,7 +47,8 @@ def _ensure_own_graph(caller: int, user_id: int) -> None:
     "/{user_id}/following/{target_id}",
     summary="Follow a user (idempotent)",
     description="`user_id` must be the signed-in user. Following again changes nothing.",
-    responses=problem_responses(401, 403, 404, 422, 503),
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    dependencies=[LimitWrites],
     operation_id="follow",
 )
 async def follow(
@@ -74,7 +76,8 @@ async def follow(
     description="`user_id` must be the signed-in user. All or nothing: one unknown user and "
     "none is followed. Each new follow emits `follow.created` as a single follow does. The "
     "answer has one relationship per distinct id, in the order given.",
-    responses=problem_responses(401, 403, 404, 422, 503),
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    dependencies=[LimitWrites],
     operation_id="follow_many",
 )
 async def follow_many(
@@ -100,7 +103,8 @@ async def follow_many(
     "/{user_id}/following/{target_id}",
     summary="Unfollow a user (idempotent)",
     description="`user_id` must be the signed-in user. Unfollowing again changes nothing.",
-    responses=problem_responses(401, 403, 404, 422, 503),
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    dependencies=[LimitWrites],
     operation_id="unfollow",
 )
 async def unfollow(

@@ -10,6 +10,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from terrascale.common.auth import CurrentUserId
 from terrascale.common.errors import problem_responses
+from terrascale.common.ratelimit import LimitWrites
 from terrascale.notifications import service as notification_service
 from terrascale.notifications import stream as notification_stream
 from terrascale.notifications.deps import (
@@ -112,7 +113,8 @@ async def read_unread_count(
     summary="Mark notifications read",
     description='`{"up_to_id": id}` marks that notification and every older one read; `{}` or '
     "no body marks all. The read mark never moves back. Answers the unread count afterwards.",
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429),
+    dependencies=[LimitWrites],
     operation_id="mark_read",
 )
 async def mark_read(

@@ -12,6 +12,7 @@ from pydantic import Field
 from terrascale.common.auth import CurrentUserId
 from terrascale.common.errors import problem_responses
 from terrascale.common.ids import MAX_ID
+from terrascale.common.ratelimit import LimitWrites
 from terrascale.posts import service as post_service
 from terrascale.posts.deps import (
     AfterCommitDep,
@@ -59,8 +60,9 @@ CursorQuery = Annotated[int | None, Query(ge=1, le=MAX_ID, examples=["1234567890
                 },
             },
         },
-        **problem_responses(401, 409, 422),
+        **problem_responses(401, 409, 422, 429),
     },
+    dependencies=[LimitWrites],
     operation_id="create_post",
 )
 async def create_post(
@@ -130,7 +132,8 @@ async def read_post(post_id: PostIdPath, posts: PostRepositoryDep, cache: PostCa
     status_code=204,
     summary="Delete your own post",
     description="A deleted post answers 404 everywhere, deleting it again included.",
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, 429),
+    dependencies=[LimitWrites],
     operation_id="delete_post",
 )
 async def delete_post(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from terrascale.common.errors import problem_responses
+from terrascale.common.ratelimit import LimitSignIns
 from terrascale.users.deps import LoginThrottleDep, TokenServiceDep
 from terrascale.users.schemas import RefreshRequest, TokenPair
 
@@ -21,6 +22,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     "/token",
     summary="Sign in with username and password (OAuth2 password flow)",
     responses=problem_responses(401, 422, 429),
+    dependencies=[LimitSignIns],
     operation_id="create_token",
 )
 async def create_token(
@@ -36,7 +38,8 @@ async def create_token(
 @router.post(
     "/refresh",
     summary="Exchange a refresh token for new tokens (the old one stops working)",
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429),
+    dependencies=[LimitSignIns],
     operation_id="refresh_token",
 )
 async def refresh_token(

@@ -12,6 +12,7 @@ from terrascale.common.auth import CurrentUserId
 from terrascale.common.deps import CacheDep
 from terrascale.common.errors import problem_responses
 from terrascale.common.ids import MAX_ID
+from terrascale.common.ratelimit import LimitSignIns, LimitWrites
 from terrascale.users import service as user_service
 from terrascale.users.deps import (
     SettingsDep,
@@ -49,8 +50,9 @@ IDS_PATTERN = r"^[1-9][0-9]{0,18}(,[1-9][0-9]{0,18})*$"
                 }
             },
         },
-        **problem_responses(409, 422),
+        **problem_responses(409, 422, 429),
     },
+    dependencies=[LimitSignIns],
     operation_id="create_user",
 )
 async def create_user(
@@ -105,7 +107,8 @@ async def read_own_profile(
 @router.patch(
     "/me",
     summary="Update your own profile",
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429),
+    dependencies=[LimitWrites],
     operation_id="update_profile",
 )
 async def update_profile(

@@ -505,7 +505,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out / f"{stamp}-{report.revision(ceilings.REPO)}"
     out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="terrascale-bench-"))
-    extra_env = {"LOG_LEVEL": "WARNING", "LOG_FORMAT": "json", "WEB_CONCURRENCY": str(args.workers)}
+    extra_env = {
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+        "WEB_CONCURRENCY": str(args.workers),
+        # The harness is every user at once, from one address: per-user and per-IP limits
+        # would measure themselves.
+        "RATE_LIMIT_WRITES_PER_MINUTE": "0",
+        "RATE_LIMIT_SIGNIN_PER_MINUTE": "0",
+    }
     if args.fanout_followers > 10_000:  # noqa: PLR2004 - the default celebrity threshold
         extra_env["CELEBRITY_FOLLOWER_THRESHOLD"] = str(args.fanout_followers)
     say(f"results go to {out}")

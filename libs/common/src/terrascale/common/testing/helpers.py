@@ -80,7 +80,13 @@ async def serve_over_http(app: FastAPI, *, port: int | None = None) -> AsyncGene
     services calling each other by URL."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # as in production (server.py): TRUSTED_PROXIES decides
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
