@@ -157,7 +157,9 @@ async def run(args: argparse.Namespace, system: RunningSystem) -> tuple[list[rep
             read_rate=args.read_rate,
             rng=rng,
         )
-        context = faults.FaultContext(system, redis, EVENT_KEY_PREFIX, args.down, rng)
+        context = faults.FaultContext(
+            system, redis, EVENT_KEY_PREFIX, args.down, rng, lambda: ledger.writes_in_flight
+        )
         phases: list[Phase] = []
         clients.start()
         for fault in (faults.BASELINE, *faults.select(args.fault)):

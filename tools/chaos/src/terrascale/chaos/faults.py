@@ -30,6 +30,7 @@ class FaultContext:
     event_key_prefix: str
     down_seconds: float  # how long a stopped server stays down
     rng: random.Random
+    writes_in_flight: Callable[[], int]  # the clients' write requests not answered yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +117,20 @@ async def _start_postgres(context: FaultContext) -> None:
     await asyncio.to_thread(context.system.postgres.restart)
 
 
-def _kill(service: str, command: str) -> Callable[[FaultContext], Awaitable[str]]:
+def _kill_mid_request(service: str) -> Callable[[FaultContext], Awaitable[str]]:
+    """SIGKILL the API's process group while writes are in flight: each is either committed
+    or not, and its client learns neither; the retry with the same Idempotency-Key decides."""
+
     async def inject(context: FaultContext) -> str:
-        await asyncio.to_thread(context.system.kill, service, command)
-        return "SIGKILL to the process group"
+        in_flight = await _wait_for(lambda: _now(context.writes_in_flight()))
+        await asyncio.to_thread(context.system.kill, service, "start")
+        return f"SIGKILL to the process group with {in_flight} writes in flight"
 
     return inject
+
+
+async def _now(value: int) -> int:
+    return value
 
 
 def _kill_mid_batch(service: str) -> Callable[[FaultContext], Awaitable[str]]:
@@ -183,7 +192,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("PostgreSQL immediate stop + start", _stop_postgres, _start_postgres),
     Fault(
         "post service SIGKILL mid-request + restart",
-        _kill("post-service", "start"),
+        _kill_mid_request("post-service"),
         _restart("post-service", "start"),
     ),
     Fault(

@@ -46,6 +46,7 @@ class Ledger:
     attempts: list[Attempt] = field(default_factory=list[Attempt])
     reads: dict[str, list[int]] = field(default_factory=dict[str, list[int]])  # phase -> ok, not
     unexpected: list[str] = field(default_factory=list[str])  # answers no retry can fix
+    writes_in_flight: int = 0  # write requests sent and not answered yet
 
     def marker(self) -> str:
         return f"chaos{self.run_tag}n{len(self.posts):06d}"
@@ -134,12 +135,15 @@ class Clients:
             while not self._give_up.is_set():
                 post.requests += 1
                 pause = RETRY_PAUSE_SECONDS
+                self.ledger.writes_in_flight += 1
                 try:
                     answer = await asyncio.wait_for(
                         self.client.send(request), REQUEST_TIMEOUT_SECONDS
                     )
                 except (TimeoutError, OSError):
                     answer = None
+                finally:
+                    self.ledger.writes_in_flight -= 1
                 now = time.monotonic()
                 if answer is not None and answer.status in {HTTPStatus.CREATED, HTTPStatus.OK}:
                     post.post_id = int(orjson.loads(answer.body)["id"])
