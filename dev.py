@@ -5,6 +5,7 @@
     python3 dev.py test    run the test suite (coverage threshold included)
     python3 dev.py check   lint, format check, type check and import contracts
     python3 dev.py bench   the load harness (DeathStarBench's workload; --quick, --help)
+    python3 dev.py chaos   the fault-test harness: faults under load, then an oracle (--quick)
 
 It finds uv (or installs it into .tools/), installs the locked dependencies, then runs the command.
 Extra arguments are passed on, e.g. ``python3 dev.py test -k cache``.
@@ -27,6 +28,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "up": [["terrascale", "up"]],
     "test": [["pytest"]],
     "bench": [["terrascale-bench"]],
+    "chaos": [["terrascale-chaos"]],
     "check": [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],

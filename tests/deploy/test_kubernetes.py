@@ -18,6 +18,7 @@ import yaml
 
 from terrascale.common.events import EventSettings
 from terrascale.graph.config import GraphSettings
+from terrascale.launcher.cli import DURABLE_VALKEY
 from terrascale.launcher.services import SERVICES
 from terrascale.notifications.config import NotificationSettings
 from terrascale.posts.config import PostSettings
@@ -564,6 +565,24 @@ def test_timeline_redis_keeps_whole_timelines_in_listpacks() -> None:
     assert int(redis["args"][flag + 1]) >= limit
     parameters = named(render("prod"), "ConfigMap", "terrascale-datastore-parameters")["data"]
     assert int(parameters["redis.zset-max-listpack-entries"]) >= limit
+
+
+def test_the_event_bus_redis_fsyncs_every_write_everywhere() -> None:
+    """The outbox trusts Redis with published events: compose, dev and prod keep them on disk
+    before Redis answers, as the launcher's embedded Valkey does (docs/reliability.md)."""
+    (redis,) = pod_spec(named(render("dev"), "Deployment", "redis"))["containers"]
+    args = redis["args"]
+    assert args[args.index("--appendonly") + 1] == DURABLE_VALKEY["appendonly"]
+    assert args[args.index("--appendfsync") + 1] == DURABLE_VALKEY["appendfsync"]
+    assert "/data" in {mount["mountPath"] for mount in redis["volumeMounts"]}
+    parameters = named(render("prod"), "ConfigMap", "terrascale-datastore-parameters")["data"]
+    assert parameters["redis.appendonly"] == DURABLE_VALKEY["appendonly"]
+    assert parameters["redis.appendfsync"] == DURABLE_VALKEY["appendfsync"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["redis"]
+    command = compose["command"]
+    assert command[command.index("--appendonly") + 1] == DURABLE_VALKEY["appendonly"]
+    assert command[command.index("--appendfsync") + 1] == DURABLE_VALKEY["appendfsync"]
+    assert any(volume.endswith(":/data") for volume in compose["volumes"])
 
 
 def test_dev_creates_the_same_databases_as_compose() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -12,6 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from terrascale.common.embedded import EmbeddedValkey
 from terrascale.common.events import (
     ConsumerRunner,
     Envelope,
@@ -264,3 +266,57 @@ async def test_consumer_recreates_its_group_when_redis_lost_the_stream(
     await wait_until(lambda: applied(2), what="the event after the stream was lost")
     assert [a.position for a in await demo.applied()] == [0, 1]
     await consumers.close()
+
+
+@pytest.mark.slow
+async def test_after_a_redis_restart_the_consumer_takes_its_own_entries_back_at_once(
+    event_settings: EventSettings, demo: DemoConsumer, tmp_path: Path
+) -> None:
+    """Redis restarts (from its append-only file) while an event is in hand: its
+    acknowledgement fails, and the consumer handles what it had read again at once, not after
+    EVENT_CLAIM_IDLE_SECONDS as it would a dead consumer's entries."""
+    valkey = EmbeddedValkey(
+        tmp_path, persist=True, config={"appendonly": "yes", "appendfsync": "always"}
+    )
+    address = valkey.start()
+    settings = event_settings.model_copy(update={"event_claim_idle_seconds": 30.0})
+    bus = RedisStreamsBus(
+        Redis(
+            host=address.host,
+            port=address.port,
+            socket_timeout=2,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), retries=0),
+        ),
+        settings,
+    )
+    subject = uuid.uuid4().int % 10**15 + 1
+    events = [user_event(subject, k) for k in range(3)]
+    in_hand, release = asyncio.Event(), asyncio.Event()
+    apply = demo.handler()
+
+    async def handle(envelope: Envelope) -> None:
+        if envelope.id == events[0].id and not in_hand.is_set():
+            in_hand.set()
+            await release.wait()
+        await apply(envelope)
+
+    async def all_applied() -> bool:
+        return len(await demo.applied()) >= len(events)
+
+    consumers = Consumers(bus, settings)
+    try:
+        consumers.start(group=demo.group, handler=handle)
+        await bus.publish(events)
+        await asyncio.wait_for(in_hand.wait(), 10)
+        await asyncio.to_thread(valkey.kill)
+        release.set()  # handled; the acknowledgement cannot reach Redis
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(valkey.start)
+        took = await wait_until(all_applied, within=15, what="the events read before")
+        assert took < 15  # far below the claim idle time
+        assert [a.event_id for a in await demo.applied()] == [e.id for e in events]
+    finally:
+        await consumers.close()
+        await bus.close()
+        valkey.stop()

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import httpx
 import psutil
@@ -79,14 +80,14 @@ async def ensure_database(admin_url: URL, name: str) -> None:
 
 def start_embedded_postgres(
     data_dir: Path, specs: Sequence[ServiceSpec], cleanup: ExitStack
-) -> URL:
+) -> tuple[EmbeddedPostgres, URL]:
     say(f"starting embedded PostgreSQL (data in {data_dir})")
     postgres = EmbeddedPostgres(data_dir)
     cleanup.callback(postgres.stop)
     admin_url = postgres.start()
     for spec in specs:
         asyncio.run(ensure_database(admin_url, spec.database))
-    return admin_url
+    return postgres, admin_url
 
 
 def stop_leftover_valkey(data_dir: Path) -> None:
@@ -100,12 +101,19 @@ def stop_leftover_valkey(data_dir: Path) -> None:
         process.wait(timeout=10)
 
 
-def start_embedded_valkey(data_dir: Path, cleanup: ExitStack) -> RedisAddress:
+# The event streams live in this server: an event the outbox relay was told is stored must
+# survive a crash of Valkey, so every write is on disk before it is acknowledged.
+DURABLE_VALKEY = {"appendonly": "yes", "appendfsync": "always"}
+
+
+def start_embedded_valkey(
+    data_dir: Path, cleanup: ExitStack, config: Mapping[str, str]
+) -> tuple[EmbeddedValkey, RedisAddress]:
     stop_leftover_valkey(data_dir)
     say(f"starting embedded Valkey (data in {data_dir})")
-    valkey = EmbeddedValkey(data_dir, persist=True)
+    valkey = EmbeddedValkey(data_dir, persist=True, config=config)
     cleanup.callback(valkey.stop)
-    return valkey.start()
+    return valkey, valkey.start()
 
 
 def development_signing_keys(key_file: Path) -> dict[str, str]:
@@ -199,19 +207,57 @@ def supervise(processes: Processes) -> int:
     return 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunningSystem:
-    """What ``running_system`` started, for programs that drive the system (the load harness)."""
+    """What ``running_system`` started, for programs that drive the system (the load harness,
+    the fault tests): the servers, and each service's and worker's process by name."""
 
     services: tuple[ServiceSpec, ...]
     processes: Processes
     postgres_admin_url: URL | None  # None when a configured server is used
     redis: RedisAddress | None  # None when a configured server is used
     signing_key_file: Path | None  # None when JWT_PRIVATE_KEY is configured
+    postgres: EmbeddedPostgres | None = None  # the embedded servers, to stop and start them
+    valkey: EmbeddedValkey | None = None
+    start_process: Callable[[ServiceSpec, str], subprocess.Popen[bytes]] | None = field(
+        default=None, repr=False
+    )
+
+    def spec(self, name: str) -> ServiceSpec:
+        return next(spec for spec in self.services if spec.name == name)
 
     def base_url(self, name: str) -> str:
-        spec = next(spec for spec in self.services if spec.name == name)
-        return f"http://127.0.0.1:{spec.port}"
+        return f"http://127.0.0.1:{self.spec(name).port}"
+
+    def process(self, name: str, command: str) -> subprocess.Popen[bytes]:
+        """The live process of ``name``'s ``start`` (the API) or ``worker`` command."""
+        for spec, process in reversed(self.processes):
+            if spec.name == name and process_command(process) == command:
+                return process
+        raise KeyError(f"{name} {command}")
+
+    def kill(self, name: str, command: str) -> None:
+        """SIGKILL the whole process group (Gunicorn's master and its workers), as a crash."""
+        process = self.process(name, command)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # own session: its group id is its pid
+        process.wait()
+
+    def restart(self, name: str, command: str) -> subprocess.Popen[bytes]:
+        """Start ``name``'s ``command`` again with the same environment; returns once healthy."""
+        if self.start_process is None:
+            raise RuntimeError("this system cannot start processes")
+        spec = self.spec(name)
+        old = self.process(name, command)
+        process = self.start_process(spec, command)
+        self.processes[self.processes.index((spec, old))] = (spec, process)
+        wait_until_healthy(spec, process, spec.port_for(command))
+        return process
+
+
+def process_command(process: subprocess.Popen[bytes]) -> str:
+    """``start`` or ``worker``: the last argument ``start_process`` gave the process."""
+    return str(cast(Sequence[str], process.args)[-1])
 
 
 @contextmanager
@@ -222,11 +268,12 @@ def running_system(
     port_base: int = DEFAULT_PORT_BASE,
     extra_env: Mapping[str, str] | None = None,
     output: IO[bytes] | None = None,
+    valkey_config: Mapping[str, str] = DURABLE_VALKEY,
 ) -> Generator[RunningSystem]:
     """Servers, services and workers, up and healthy; everything stops when the block exits.
 
     ``extra_env`` overrides the services' environment; ``output`` receives their output
-    (default: this process's).
+    (default: this process's); ``valkey_config`` is the embedded Valkey's persistence.
     """
     specs = services_from(port_base)
     taken = [
@@ -242,15 +289,17 @@ def running_system(
     env.setdefault("LOG_FORMAT", "console")
     env.update(extra_env or {})
     with ExitStack() as cleanup:
-        embedded_postgres = redis = key_file = None
+        embedded_postgres = redis = key_file = postgres = valkey = None
         if configured.postgres_host or configured.database_url:
             say("using the configured PostgreSQL")
         else:
-            embedded_postgres = start_embedded_postgres(data_dir / "postgres", specs, cleanup)
+            postgres, embedded_postgres = start_embedded_postgres(
+                data_dir / "postgres", specs, cleanup
+            )
         if configured.redis_host:
             say("using the configured Redis")
         else:
-            redis = start_embedded_valkey(data_dir / "valkey", cleanup)
+            valkey, redis = start_embedded_valkey(data_dir / "valkey", cleanup, valkey_config)
             env.update({"REDIS_HOST": redis.host, "REDIS_PORT": str(redis.port)})
         if not configured.jwt_private_key:
             key_file = data_dir / "jwt" / "signing-key.pem"
@@ -286,7 +335,9 @@ def running_system(
         workers = [(spec, start(spec, "worker")) for spec in specs if spec.has_worker]
         for spec, process in workers:
             wait_until_healthy(spec, process, spec.worker_port)
-        yield RunningSystem(specs, processes, embedded_postgres, redis, key_file)
+        yield RunningSystem(
+            specs, processes, embedded_postgres, redis, key_file, postgres, valkey, start
+        )
         say("stopping")
 
 

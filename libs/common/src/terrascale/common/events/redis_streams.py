@@ -302,6 +302,7 @@ class _PartitionWorker:
     _retry_at: float = 0.0
     _taken_over: bool = False
     _claim_cursor: bytes = b"0-0"
+    _reclaim_own: bool = False  # after an error: what we read and did not finish is ours
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -365,11 +366,13 @@ class _PartitionWorker:
             self.finished = True
 
     def _forget_local_state(self) -> None:
-        # What we read is still pending under our name; take it over again like a new holder.
+        # What we read is still pending under our name; take it over again like a new holder,
+        # starting with our own entries, which need not idle: nothing of ours handles them now.
         self._buffer.clear()
         self._retry = None
         self._taken_over = False
         self._claim_cursor = b"0-0"
+        self._reclaim_own = True
 
     async def _next(self) -> _Entry | None:
         if self._retry is not None:
@@ -411,6 +414,9 @@ class _PartitionWorker:
         """Claim what earlier holders left pending; read new entries only once none is left."""
         settings = self._settings
         stream, group = self.partition.stream, self.coordinator.group
+        if self._reclaim_own:
+            await self._reclaim_own_entries()
+            return
         reply: list[Any] = await self._redis.xautoclaim(
             stream,
             group,
@@ -447,6 +453,34 @@ class _PartitionWorker:
         await wait_event(
             self._wake, min(settings.event_poll_seconds, settings.event_claim_idle_seconds)
         )
+
+    async def _reclaim_own_entries(self) -> None:
+        """Take back, at once and in order, the entries this consumer read before an error cut
+        its handling short (a Redis restart, a dropped connection). While we hold the lease
+        every pending entry of the partition is ours, so waiting EVENT_CLAIM_IDLE_SECONDS for
+        them, as for a dead consumer's, would only stall the partition."""
+        stream, group = self.partition.stream, self.coordinator.group
+        consumer = self.coordinator.consumer
+        count = self._settings.event_read_count
+        pending = cast(
+            list[dict[str, Any]],
+            await self._redis.xpending_range(
+                stream, group, min="-", max="+", count=count, consumername=consumer
+            ),
+        )
+        self._reclaim_own = len(pending) == count  # more after these: next time
+        if not pending:
+            return
+        counts = {row["message_id"]: int(row["times_delivered"]) for row in pending}
+        # XCLAIM (no JUSTID) counts this delivery, as any redelivery is counted.
+        claimed = cast(
+            StreamEntries,
+            await self._redis.xclaim(stream, group, consumer, 0, list(counts)),
+        )
+        for message_id, fields in claimed:
+            if fields is not None:
+                entry = _Entry(message_id, fields.get(ENVELOPE, b""), counts[message_id] + 1)
+                self._buffer.append(entry)
 
     async def _delivery_counts(self, message_ids: list[bytes]) -> dict[bytes, int]:
         pending = cast(

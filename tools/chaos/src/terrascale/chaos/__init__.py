@@ -1,0 +1,1 @@
+"""Fault-test harness: faults under load, then an oracle over the databases (``dev.py chaos``)."""
