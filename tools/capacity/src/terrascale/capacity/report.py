@@ -248,8 +248,11 @@ def plot(capacity: Capacity, directory: Path) -> list[Path]:
         marker="o",
         label="simulated p99",
     )
-    for result, label in ((capacity.normal, "peak"), (capacity.failover, "failover x1.25")):
-        axes.scatter([result.utilisation], [result.p99_ms], zorder=3, label=label)
+    for result, label, colour in (
+        (capacity.normal, "peak", "tab:green"),
+        (capacity.failover, "failover x1.25", "tab:red"),
+    ):
+        axes.scatter([result.utilisation], [result.p99_ms], zorder=3, label=label, color=colour)
     axes.set_xlabel("home timeline node utilisation (of 918 req/s)")
     axes.set_ylabel("p99 response ms (CPU queueing only)")
     axes.set_title("Home timeline read p99 against load")
