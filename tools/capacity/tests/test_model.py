@@ -8,6 +8,7 @@ from terrascale.capacity.model import (
     TIB,
     by_name,
     erlang_c,
+    failover_rtts,
     fanout_inserts_per_s,
     mean_rtt_to_others,
     mmc_mean_response,
@@ -105,3 +106,15 @@ def test_more_readers_never_need_fewer_nodes() -> None:
     for name, value in by_name(project(base)).items():
         if name.endswith("nodes, all regions"):
             assert by_name(project(heavier))[name] >= value
+
+
+def test_failover_rtts_of_the_default_links() -> None:
+    worst, best = failover_rtts(Inputs())
+    assert worst.value == pytest.approx((115 + 175 + 185 + 260) / 4)  # sa-east
+    assert best.value == pytest.approx((65 + 75 + 115 + 150) / 4)  # us-east
+
+
+def test_timeline_redis_for_memory() -> None:
+    values = by_name(project(Inputs()))
+    per_region_gib = 500e6 * 800 * 20.1 * 2 / 5 / 2**30
+    assert values["timeline Redis (memory) nodes per region"] == math.ceil(per_region_gib / 64)

@@ -224,6 +224,12 @@ class Inputs:
         "assumed",
         "assumed: every daily user has a timeline in Redis (TTL 30 days keeps more)",
     )
+    redis_node_memory_gib: Figure = Figure(
+        64,
+        "GiB",
+        "assumed",
+        "assumed: usable memory of one timeline Redis node, leaving room for replication buffers",
+    )
     redis_replicas: Figure = Figure(2, "copies", "assumed", "assumed: a primary and one replica")
     pg_write_tx_per_post: Figure = Figure(
         3,

@@ -113,11 +113,29 @@ def project(inputs: Inputs) -> list[Output]:
         "posts, average", per_second(i.posts_per_day.value), "posts/s", "posts_per_day / 86,400"
     )
     posts_peak = add("posts, peak", posts_avg * peak, "posts/s", "average x peak_to_average")
+    add(
+        "posts against Twitter 2013",
+        posts_avg / i.twitter_2013_posts_per_s.value,
+        "x",
+        "posts average / Twitter's 2013 average",
+    )
+    add(
+        "Twitter 2013 record spike",
+        i.twitter_2013_peak_posts_per_s.value / i.twitter_2013_posts_per_s.value,
+        "x average",
+        "record peak / average: what the diurnal peak factor does not cover",
+    )
     reads_avg = add(
         "timeline reads, average",
         posts_avg * i.reads_per_write.value,
         "reads/s",
         "posts/s x reads_per_write",
+    )
+    add(
+        "timeline reads against Twitter 2013",
+        reads_avg / i.twitter_2013_timeline_reads_per_s.value,
+        "x",
+        "timeline reads average / Twitter's 2013 timeline reads",
     )
     reads_peak = add("timeline reads, peak", reads_avg * peak, "reads/s", "average x peak")
     home_peak = add(
@@ -162,6 +180,12 @@ def project(inputs: Inputs) -> list[Output]:
             posts_peak / regions, i.post_request_cpu_ms.value, i.vcpus_per_node.value, headroom
         ),
         "ceil(posts peak / regions x 7.9 ms / (vCPUs x headroom))",
+    )
+    add(
+        "post write nodes per region, whole-system check",
+        nodes_for_rate(posts_peak / regions, i.compose_posts_per_node.value, headroom),
+        "nodes",
+        "ceil(posts peak / regions / (72 x headroom)): compose with all its downstream work",
     )
     profiled_fanout = add(
         "fan-out of the profiled graph",
@@ -244,7 +268,14 @@ def project(inputs: Inputs) -> list[Output]:
         "TiB",
         "DAU x fraction x 800 x 20.1 B x replicas",
     )
-    add("home timeline memory per region", memory / regions * 1024, "GiB", "total / regions")
+    memory_per_region = add(
+        "home timeline memory per region", memory / regions * 1024, "GiB", "total / regions"
+    )
+    per_region(
+        "timeline Redis (memory)",
+        math.ceil(memory_per_region / i.redis_node_memory_gib.value),
+        "ceil(memory per region / node memory)",
+    )
     add(
         "post events, peak per region",
         posts_peak / regions,
@@ -307,21 +338,29 @@ def project(inputs: Inputs) -> list[Output]:
         ),
         "ceil((reads / (41,021 x read eff.) + writes / (41,021 x write eff.)) / headroom)",
     )
-    region_names = sorted({name for link in i.links for name in (link.a, link.b)})
-    triples = [(link.a, link.b, link.rtt_ms) for link in i.links]
-    add(
-        "failover RTT, worst region",
-        max(mean_rtt_to_others(triples, name) for name in region_names),
-        "ms",
-        "max over regions of the mean RTT to the other four",
-    )
-    add(
-        "failover RTT, best region",
-        min(mean_rtt_to_others(triples, name) for name in region_names),
-        "ms",
-        "min over regions of the mean RTT to the other four",
-    )
+    out += failover_rtts(i)
     return out
+
+
+def failover_rtts(inputs: Inputs) -> list[Output]:
+    """Extra round trip for users served by another region, best and worst home region."""
+    region_names = sorted({name for link in inputs.links for name in (link.a, link.b)})
+    triples = [(link.a, link.b, link.rtt_ms) for link in inputs.links]
+    means = [mean_rtt_to_others(triples, name) for name in region_names]
+    return [
+        Output(
+            "failover RTT, worst region",
+            max(means),
+            "ms",
+            "max over regions of the mean RTT to the other four",
+        ),
+        Output(
+            "failover RTT, best region",
+            min(means),
+            "ms",
+            "min over regions of the mean RTT to the other four",
+        ),
+    ]
 
 
 def by_name(outputs: list[Output]) -> dict[str, float]:

@@ -37,6 +37,7 @@ TIERS = (
     "graph",
     "timeline Redis (fan-out)",
     "timeline Redis (home-read round trips)",
+    "timeline Redis (memory)",
     "PostgreSQL shard",
 )
 
@@ -206,8 +207,12 @@ CAVEATS = """
   celebrities; a user following many celebrities costs more.
 - PostgreSQL is sized against `pgbench -S` with assumed efficiency factors, not a measured write
   ceiling; replicas for reads, vacuum, backups and cross-region replication are not modelled.
-- Twitter's 2013 record of about 143k posts/s was a spike 24 times the average; the model sizes
+- Twitter's 2013 record of 143,199 posts/s was a spike 25 times the average; the model sizes
   for the assumed diurnal peak (x2) and relies on the event streams to absorb spikes.
+- Noise: every measured figure is one run (or a median of a few) on a shared 2-vCPU guest; the
+  bare endpoint alone ranged 9,903-11,981 req/s in one run, so read per-node rates as +-10%.
+- Timeline Redis is sized three ways (fan-out writes, home-read round trips, memory); a real
+  cluster needs the largest of the three, not their sum. Memory dominates.
 - Memory assumes every daily user keeps a full 800-entry timeline; real timelines are often
   shorter, while the 30-day TTL keeps monthly users too.
 
