@@ -2,7 +2,8 @@
 
 *Measured* figures are copied from this repository's benchmark documents (file and row named).
 *Assumed* figures are workload assumptions: from the issue, from public figures, or our own
-choice where nothing better exists, and they say so.
+choice where nothing better exists, and they say so. Figures marked "context only" enter no
+formula; they are listed so the table shows what the sizing leaves aside.
 """
 
 from __future__ import annotations
@@ -120,7 +121,10 @@ class Inputs:
         31_442, "ops/s", "measured", f"{RESULTS}, Ceilings, Redis GET one per round trip"
     )
     redis_get_pipelined_per_s: Figure = Figure(
-        1_250_000, "ops/s", "measured", f"{RESULTS}, Ceilings, Redis GET 16 pipelined"
+        1_250_000,
+        "ops/s",
+        "measured",
+        f"{RESULTS}, Ceilings, Redis GET 16 pipelined (context only)",
     )
     relay_publish_per_s: Figure = Figure(
         14_228,
@@ -138,7 +142,8 @@ class Inputs:
         3_705,
         "events/s",
         "measured",
-        f"{RELIABILITY}, durability cost table, row fsync every write, consumer no-op handler",
+        f"{RELIABILITY}, durability cost table, row fsync every write, consumer no-op handler"
+        " (context only)",
     )
     event_xadd_pipelined_per_s: Figure = Figure(
         150_376,
@@ -164,7 +169,7 @@ class Inputs:
         10_000,
         "followers",
         "repo setting",
-        f"{TIMELINE_README}, CELEBRITY_FOLLOWER_THRESHOLD; docs/adr/0008",
+        f"{TIMELINE_README}, CELEBRITY_FOLLOWER_THRESHOLD; docs/adr/0008 (context only)",
     )
     # --- workload assumptions ---
     daily_active_users: Figure = Figure(500e6, "users", "assumed", f"{ISSUE}")
@@ -176,7 +181,7 @@ class Inputs:
         75, "followers/post", "assumed", f"{ISSUE} (mean over authors below the threshold)"
     )
     largest_follower_count: Figure = Figure(
-        100e6, "followers", "assumed", f"{ISSUE}; merged at read time (docs/adr/0008)"
+        100e6, "followers", "assumed", f"{ISSUE}; merged at read time, docs/adr/0008 (context only)"
     )
     celebrity_post_share: Figure = Figure(
         0.01,
