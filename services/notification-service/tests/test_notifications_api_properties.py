@@ -11,19 +11,14 @@ from hypothesis import strategies as st
 
 from terrascale.common.ids import MAX_ID
 from terrascale.common.testing.helpers import PROBLEM_JSON
+from terrascale.common.testing.strategies import is_decimal_id_text, junk_query_values
 from terrascale.notifications.deps import MAX_PAGE
 
 Auth = Callable[..., dict[str, str]]
 
-junk = st.one_of(
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=40),
-    st.from_regex(r"[+-]?[0-9_ ]{0,25}", fullmatch=True),
-    st.integers(min_value=-(2**80), max_value=2**80).map(str),
-)
-
 
 def _accepted(name: str, value: str) -> bool:
-    if not (value.isascii() and value.isdecimal() and len(value) <= 19):
+    if not is_decimal_id_text(value):
         return False
     if name == "limit":
         return 1 <= int(value) <= MAX_PAGE
@@ -35,7 +30,7 @@ def _accepted(name: str, value: str) -> bool:
     max_examples=60,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(name=st.sampled_from(["max_id", "since_id", "min_id", "limit"]), value=junk)
+@given(name=st.sampled_from(["max_id", "since_id", "min_id", "limit"]), value=junk_query_values)
 @example(name="max_id", value="9" * 5000)  # past int()'s 4,300-digit limit
 @example(name="limit", value=str(MAX_PAGE + 1))
 @example(name="limit", value=str(MAX_PAGE))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from terrascale.common.ids import MAX_ID
 from terrascale.common.testing.helpers import PROBLEM_JSON
+from terrascale.common.testing.strategies import is_canonical_id, junk_query_values
 from terrascale.posts.router import MAX_PAGE
 
 Headers = dict[str, str]
@@ -25,19 +26,9 @@ HTTP_SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-junk = st.one_of(
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=40),
-    st.from_regex(r"[+-]?[0-9_ ]{0,25}", fullmatch=True),
-    st.integers(min_value=-(2**80), max_value=2**80).map(str),
-)
-
-
-def _is_canonical_id(value: str) -> bool:
-    return value.isascii() and value.isdecimal() and len(value) <= 19 and 1 <= int(value) <= MAX_ID
-
 
 @HTTP_SETTINGS
-@given(name=st.sampled_from(["max_id", "since_id", "min_id"]), value=junk)
+@given(name=st.sampled_from(["max_id", "since_id", "min_id"]), value=junk_query_values)
 @example(name="max_id", value="9" * 5000)  # past int()'s 4,300-digit limit
 @example(name="min_id", value="\u0661\u0662")  # ARABIC-INDIC digits
 @example(name="since_id", value=str(MAX_ID))
@@ -46,7 +37,7 @@ async def test_any_cursor_is_a_page_or_a_422_problem(
 ) -> None:
     response = await client.get(f"/users/{author}/posts", params={name: value})
     assert response.status_code in (200, 422), response.text
-    if _is_canonical_id(value):
+    if is_canonical_id(value):
         assert response.status_code == 200
     if response.status_code == 422:
         assert response.headers["content-type"] == PROBLEM_JSON

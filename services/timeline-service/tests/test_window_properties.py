@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from terrascale.common.events import Envelope, FollowCreated, PostCreated
-from terrascale.common.ids import MAX_ID
 from terrascale.common.testing.helpers import PROBLEM_JSON
+from terrascale.common.testing.strategies import is_canonical_id, junk_query_values
 from terrascale.timelines.consumer import timeline_events_handler
 from terrascale.timelines.deps import MAX_PAGE
 from terrascale.timelines.hydration import Hydrator
@@ -166,19 +166,8 @@ async def test_walking_the_home_timeline_while_posts_arrive_sees_each_old_post_o
     assert [post_id for post_id in seen if post_id in set(before)] == before
 
 
-junk = st.one_of(
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=40),
-    st.from_regex(r"[+-]?[0-9_ ]{0,25}", fullmatch=True),
-    st.integers(min_value=-(2**80), max_value=2**80).map(str),
-)
-
-
-def _is_canonical_id(value: str) -> bool:
-    return value.isascii() and value.isdecimal() and len(value) <= 19 and 1 <= int(value) <= MAX_ID
-
-
 @HTTP_SETTINGS
-@given(name=st.sampled_from(["max_id", "since_id", "min_id", "limit"]), value=junk)
+@given(name=st.sampled_from(["max_id", "since_id", "min_id", "limit"]), value=junk_query_values)
 @example(name="max_id", value="9" * 5000)  # past int()'s 4,300-digit limit
 @example(name="limit", value=str(MAX_PAGE + 1))
 async def test_any_cursor_or_page_size_is_a_page_or_a_422_problem(
@@ -186,7 +175,7 @@ async def test_any_cursor_or_page_size_is_a_page_or_a_422_problem(
 ) -> None:
     response = await client.get("/timelines/home", params={name: value}, headers=auth(new_id()))
     assert response.status_code in (200, 422), response.text
-    if _is_canonical_id(value) and (name != "limit" or int(value) <= MAX_PAGE):
+    if is_canonical_id(value) and (name != "limit" or int(value) <= MAX_PAGE):
         assert response.status_code == 200
     if response.status_code == 422:
         assert response.headers["content-type"] == PROBLEM_JSON
