@@ -11,6 +11,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 from sqlalchemy import BigInteger, Integer, Text, Uuid, column, insert, select, table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +37,19 @@ demo_applied = table(
     column("subject", Text),
     column("position", Integer),
 )
+
+
+def new_subject() -> int:
+    """A subject no other test uses."""
+    return uuid.uuid4().int % 10**15 + 1
+
+
+def recording_tracer() -> tuple[Tracer, InMemorySpanExporter]:
+    """A tracer whose finished spans the exporter holds for the test to read."""
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("test"), exporter
 
 
 def user_event(user_id: int, position: int) -> Envelope:

@@ -7,9 +7,6 @@ import asyncio
 import uuid
 from collections import defaultdict
 
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -27,15 +24,13 @@ from .harness import (
     Consumers,
     DemoConsumer,
     RunningConsumer,
+    new_subject,
     position_of,
     record_all,
+    recording_tracer,
     user_event,
     wait_until,
 )
-
-
-def new_subject() -> int:
-    return uuid.uuid4().int % 10**15 + 1
 
 
 def interleaved(subjects: list[int], per_subject: int) -> list[Envelope]:
@@ -233,10 +228,7 @@ async def test_streams_are_trimmed_to_about_maxlen(
 async def test_handler_span_is_a_child_of_the_producer_span(
     bus: EventBus, consumers: Consumers, demo: DemoConsumer
 ) -> None:
-    provider = TracerProvider()
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    tracer, exporter = recording_tracer()
     with tracer.start_as_current_span("POST /users") as request_span:
         event = user_event(new_subject(), 0)
     apply = demo.handler()

@@ -5,12 +5,8 @@ Real Redis (and NATS JetStream when TEST_NATS_URL is set), real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -19,15 +15,19 @@ from terrascale.common.events import Envelope, EventBus, OutboxRelay
 from terrascale.common.events import consumer as consumer_module
 from terrascale.common.events.schemas import InvalidEventError
 
-from .harness import Consumers, DemoConsumer, record_all, user_event, wait_until
+from .harness import (
+    Consumers,
+    DemoConsumer,
+    new_subject,
+    record_all,
+    recording_tracer,
+    user_event,
+    wait_until,
+)
 
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def new_subject() -> int:
-    return uuid.uuid4().int % 10**15 + 1
 
 
 async def test_handled_events_are_counted_by_outcome_with_duration_and_delay(
@@ -111,10 +111,7 @@ async def test_relay_publish_span_sits_between_the_writer_and_the_consumer(
     engine: AsyncEngine,
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
-    provider = TracerProvider()
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
+    tracer, exporter = recording_tracer()
     with tracer.start_as_current_span("POST /users") as request_span:
         event = user_event(new_subject(), 0)
         await record_all(session_factory, [event])
