@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -18,11 +18,9 @@ from terrascale.common.events import Envelope, EventSettings
 from terrascale.common.testing.helpers import PROBLEM_JSON, log_events, serve_app
 from terrascale.posts import service as post_service
 from terrascale.posts.app import create_app
-from terrascale.posts.cache import PostCache
 from terrascale.posts.config import PostSettings
-from terrascale.posts.errors import IdempotencyKeyBusyError
 from terrascale.posts.models import Post, PostIdempotencyKey
-from terrascale.posts.repository import KnownUserRepository, PostRepository
+from terrascale.posts.repository import PostRepository
 
 Headers = dict[str, str]
 
