@@ -114,7 +114,9 @@ def model_table() -> dict[str, tuple[str, str]]:
 
 
 def capacity_section() -> Section:
-    (section,) = (s for s in sections(ARCHITECTURE.read_text(encoding="utf-8")) if s.title == CAPACITY_SECTION)
+    (section,) = (
+        s for s in sections(ARCHITECTURE.read_text(encoding="utf-8")) if s.title == CAPACITY_SECTION
+    )
     return section
 
 
