@@ -172,6 +172,38 @@ def test_capacity_tables_quote_the_model() -> None:
         assert (value, unit) == model[name], f"{name}: {value} {unit}, model says {model[name]}"
 
 
+def citing_units(section: Section) -> list[str]:
+    """Paragraphs and table rows of a section that link docs/capacity.md, link targets removed."""
+    units: list[str] = []
+    prose: list[str] = []
+    for line in [*section.lines, ""]:
+        if line.strip().startswith("|"):
+            units.append(line)
+        elif line.strip():
+            prose.append(line)
+        else:
+            units.append(" ".join(prose))
+            prose = []
+    citing = [unit for unit in units if "docs/capacity.md" in unit]
+    return [LINK.sub("]", unit) for unit in citing]
+
+
+def test_model_figures_in_other_sections_are_the_models() -> None:
+    """A paragraph or table row elsewhere that cites docs/capacity.md uses only its values."""
+    values = {value for value, _ in model_table().values()}
+    strays: list[str] = []
+    for section in sections(ARCHITECTURE.read_text(encoding="utf-8")):
+        if section.title == CAPACITY_SECTION:
+            continue
+        for unit in citing_units(section):
+            strays += [
+                f"{section.title}: {number}"
+                for number in NUMBER.findall(unit)
+                if number not in values
+            ]
+    assert not strays, f"numbers beside a docs/capacity.md link that it does not output: {strays}"
+
+
 def test_every_number_in_the_capacity_prose_is_a_model_value() -> None:
     values = {value for value, _ in model_table().values()}
     prose = [line for line in capacity_section().lines if not line.strip().startswith("|")]
