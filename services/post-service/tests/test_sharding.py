@@ -276,6 +276,7 @@ async def test_a_shard_moves_while_posts_are_written_and_nothing_is_lost(
     await asyncio.sleep(0.5)  # writes carry on against the new map
     writes.stop.set()
     await asyncio.gather(*writers)
+    print(report.to_text())  # the figures, with pytest -s
 
     assert writes.failures == []
     assert report.source == 0
