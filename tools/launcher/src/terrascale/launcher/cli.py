@@ -91,7 +91,7 @@ def start_embedded_postgres(
     cleanup.callback(postgres.stop)
     admin_url = postgres.start()
     for spec in specs:
-        for database in (spec.database, *spec.shard_databases):
+        for database in spec.databases:
             asyncio.run(ensure_database(admin_url, database))
     return postgres, admin_url
 

@@ -21,6 +21,11 @@ class ServiceSpec:
     shard_databases: tuple[str, ...] = ()
 
     @property
+    def databases(self) -> tuple[str, ...]:
+        """Its own database first, then its shard databases."""
+        return (self.database, *self.shard_databases)
+
+    @property
     def worker_port(self) -> int:
         return self.port + WORKER_PORT_OFFSET
 
