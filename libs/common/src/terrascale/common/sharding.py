@@ -288,21 +288,22 @@ class ShardedDatabases:
             yield session
 
     @asynccontextmanager
-    async def writing(self, owner_id: int) -> AsyncGenerator[AsyncSession]:
-        """One transaction on the database that owns ``owner_id``'s shard, fenced against a
-        concurrent move: after a move, a second attempt goes where the shard went."""
-        shard = logical_shard(owner_id)
+    async def writing(self, *owner_ids: int) -> AsyncGenerator[AsyncSession]:
+        """One transaction on the database that owns the shards of ``owner_ids`` (ids minted
+        on them; the caller groups ids by database), fenced against a concurrent move: after a
+        move, a second attempt goes where the shards went."""
+        shards = sorted({logical_shard(owner_id) for owner_id in owner_ids})
         for attempt in range(2):
-            owner = self.map.owner(shard)
-            if owner != UNOWNED:
-                async with transaction(self.databases[owner].session_factory) as session:
-                    if await _lock_ownership(session, shard):
+            owners = {self.map.owner(shard) for shard in shards}
+            if len(owners) == 1 and UNOWNED not in owners:
+                async with transaction(self.databases[owners.pop()].session_factory) as session:
+                    if await _lock_ownership(session, shards):
                         yield session
                         return
             if attempt == 0:
-                logger.info("shard not where the map said; reloading the map", shard=shard)
+                logger.info("shards not where the map said; reloading the map", shards=shards)
                 await self.reload()
-        raise ShardUnavailableError(f"Shard {shard} is being moved; retry shortly.")
+        raise ShardUnavailableError(f"Shard {', '.join(map(str, shards))} is being moved.")
 
     async def refresh_until(self, stop: asyncio.Event, interval_seconds: float) -> None:
         """Load the map now and every ``interval_seconds`` until ``stop``. A failure keeps the
@@ -317,13 +318,17 @@ class ShardedDatabases:
                 await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
 
 
-async def _lock_ownership(session: AsyncSession, shard: int) -> bool:
-    """Share-lock the shard's ownership row: True when this database still owns the shard. A
-    move's exclusive lock on the row waits for this transaction, and this waits for a move."""
+async def _lock_ownership(session: AsyncSession, shards: list[int]) -> bool:
+    """Share-lock the shards' ownership rows, in shard order: True when this database still
+    owns every one. A move's exclusive lock on a row waits for this transaction, and this
+    waits for a move."""
     statement = (
-        select(OWNERSHIP.c.epoch).where(OWNERSHIP.c.shard == shard).with_for_update(read=True)
+        select(OWNERSHIP.c.shard)
+        .where(OWNERSHIP.c.shard.in_(shards))
+        .order_by(OWNERSHIP.c.shard)
+        .with_for_update(read=True)
     )
-    return (await session.scalar(statement)) is not None
+    return len((await session.scalars(statement)).all()) == len(shards)
 
 
 def open_sharded_databases(

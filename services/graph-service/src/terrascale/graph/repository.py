@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import (
@@ -11,9 +12,9 @@ from sqlalchemy import (
     Result,
     delete,
     exists,
-    func,
     literal,
     select,
+    text,
     tuple_,
     update,
 )
@@ -26,6 +27,12 @@ from terrascale.graph.models import FollowCount, FollowerEdge, FollowingEdge, Kn
 from terrascale.graph.pagination import Position
 
 TIMESTAMPTZ = DateTime(timezone=True)
+
+
+def pair_lock_key(follower_id: int, followee_id: int) -> int:
+    """A signed 64-bit advisory lock key for one follow pair, the same in every process."""
+    digest = hashlib.blake2b(f"{follower_id}>{followee_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class FollowRepository:
@@ -68,41 +75,63 @@ class FollowRepository:
         )
         return deleted is not None
 
-    async def followed_since(self, *, follower_id: int, followee_id: int) -> datetime | None:
-        """When the follow began, or None when there is none."""
-        return await self.session.scalar(
-            select(FollowingEdge.created_at).where(
-                FollowingEdge.follower_id == follower_id, FollowingEdge.followee_id == followee_id
+    async def followed_since(
+        self, *, follower_id: int, followee_ids: Sequence[int]
+    ) -> dict[int, datetime]:
+        """followee → when the follow began, for the followees ``follower_id`` follows."""
+        rows = await self.session.execute(
+            select(FollowingEdge.followee_id, FollowingEdge.created_at).where(
+                FollowingEdge.follower_id == follower_id,
+                FollowingEdge.followee_id.in_(followee_ids),
             )
         )
+        return dict(rows.tuples().all())
 
     # The followee's side, on the followee's shard: a copy of the truth, kept in step.
 
-    async def lock_pair(self, *, follower_id: int, followee_id: int) -> None:
-        """Until this transaction ends, no other one updates this pair's followee side: each
-        reads the truth after this lock, so the last to run leaves the latest truth."""
+    async def lock_pairs(self, *, follower_id: int, followee_ids: Sequence[int]) -> None:
+        """Until this transaction ends, no other one updates these pairs' followee side: each
+        reads the truth after this lock, so the last to run leaves the latest truth. Taken in
+        key order, so two transactions never wait on each other in a cycle."""
+        keys = sorted({pair_lock_key(follower_id, followee_id) for followee_id in followee_ids})
         await self.session.execute(
-            select(
-                func.pg_advisory_xact_lock(func.hashtextextended(f"{follower_id}>{followee_id}", 0))
-            )
+            text(
+                "SELECT pg_advisory_xact_lock(key) FROM unnest(CAST(:keys AS bigint[])) "
+                "WITH ORDINALITY AS locks(key, position) ORDER BY position"
+            ),
+            {"keys": keys},
         )
 
-    async def add_follower(self, *, followee_id: int, follower_id: int, since: datetime) -> bool:
-        inserted = await self.session.scalar(
+    async def add_followers(self, *, follower_id: int, since: Mapping[int, datetime]) -> list[int]:
+        """Add ``follower_id`` to each followee's list; returns the followees it was new for."""
+        if not since:
+            return []
+        inserted = await self.session.scalars(
             pg_insert(FollowerEdge)
-            .values(followee_id=followee_id, follower_id=follower_id, created_at=since)
+            .values(
+                [
+                    {"followee_id": followee_id, "follower_id": follower_id, "created_at": at}
+                    for followee_id, at in sorted(since.items())
+                ]
+            )
             .on_conflict_do_nothing(index_elements=["followee_id", "follower_id"])
-            .returning(FollowerEdge.follower_id)
+            .returning(FollowerEdge.followee_id)
         )
-        return inserted is not None
+        return sorted(inserted)
 
-    async def remove_follower(self, *, followee_id: int, follower_id: int) -> bool:
-        deleted = await self.session.scalar(
+    async def remove_followers(self, *, follower_id: int, followee_ids: Sequence[int]) -> list[int]:
+        """Take ``follower_id`` off each followee's list; returns those it was on."""
+        if not followee_ids:
+            return []
+        deleted = await self.session.scalars(
             delete(FollowerEdge)
-            .where(FollowerEdge.followee_id == followee_id, FollowerEdge.follower_id == follower_id)
-            .returning(FollowerEdge.follower_id)
+            .where(
+                FollowerEdge.follower_id == follower_id,
+                FollowerEdge.followee_id.in_(followee_ids),
+            )
+            .returning(FollowerEdge.followee_id)
         )
-        return deleted is not None
+        return sorted(deleted)
 
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> set[int]:
         """Which of ``candidates`` follow ``user_id`` (rows ``user_id`` owns)."""
@@ -111,32 +140,39 @@ class FollowRepository:
         )
         return set(await self.session.scalars(statement))
 
-    async def count(self, user_id: int, *, followers: int = 0, following: int = 0) -> None:
-        """Adjust one user's counters (only for edges really inserted or deleted). Each
-        transaction changes one counter row, so none waits on another's in a cycle."""
-        if followers < 0 or following < 0:
-            # A counted edge existed, so the row does; an upsert would check a negative row first.
+    async def count_following(self, user_id: int, delta: int) -> None:
+        """Adjust one user's ``following`` count (only for edges really inserted or deleted)."""
+        await self._count("following", {user_id: delta})
+
+    async def count_followers(self, deltas: Mapping[int, int]) -> None:
+        """Adjust each user's ``followers`` count by its delta (only for edges really inserted or
+        deleted)."""
+        await self._count("followers", deltas)
+
+    async def _count(self, column: str, deltas: Mapping[int, int]) -> None:
+        """Rows in id order, gains first: transactions lock counter rows in one order and none
+        waits on another in a cycle. Gains are an upsert (a user's first edge creates the row);
+        losses an update (a counted edge existed, so the row does, and an upsert would check a
+        negative row against the constraint first)."""
+        counter = getattr(FollowCount, column)
+        gains = [(user_id, delta) for user_id, delta in sorted(deltas.items()) if delta > 0]
+        losses = [(user_id, delta) for user_id, delta in sorted(deltas.items()) if delta < 0]
+        if gains:
+            statement = pg_insert(FollowCount).values(
+                [{"user_id": user_id, column: delta} for user_id, delta in gains]
+            )
+            await self.session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["user_id"],
+                    set_={column: counter + getattr(statement.excluded, column)},
+                )
+            )
+        for user_id, delta in losses:
             await self.session.execute(
                 update(FollowCount)
                 .where(FollowCount.user_id == user_id)
-                .values(
-                    followers=FollowCount.followers + followers,
-                    following=FollowCount.following + following,
-                )
+                .values({column: counter + delta})
             )
-            return
-        statement = pg_insert(FollowCount).values(
-            user_id=user_id, followers=followers, following=following
-        )
-        await self.session.execute(  # the user's first edge creates the row
-            statement.on_conflict_do_update(
-                index_elements=["user_id"],
-                set_={
-                    "followers": FollowCount.followers + statement.excluded.followers,
-                    "following": FollowCount.following + statement.excluded.following,
-                },
-            )
-        )
 
     async def relationship(self, *, user_id: int, other_id: int) -> tuple[bool, bool]:
         """(user follows other, other follows user), both read from rows ``user_id`` owns."""

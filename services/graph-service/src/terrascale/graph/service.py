@@ -53,7 +53,7 @@ async def follow(
         _, followed_by = await follows.relationship(user_id=user_id, other_id=target_id)
         if await follows.insert(follower_id=user_id, followee_id=target_id):
             await follows.record(FollowCreated(follower_id=user_id, followee_id=target_id))
-            await follows.count(user_id, following=1)
+            await follows.count_following(user_id, 1)
     await mirror_follows_soon(shards, follower_id=user_id, followee_ids=[target_id])
     return Relationship(
         user_id=user_id, target_id=target_id, following=True, followed_by=followed_by
@@ -82,7 +82,7 @@ async def follow_many(
             *(FollowCreated(follower_id=user_id, followee_id=target_id) for target_id in inserted)
         )
         if inserted:
-            await follows.count(user_id, following=len(inserted))
+            await follows.count_following(user_id, len(inserted))
     await mirror_follows_soon(shards, follower_id=user_id, followee_ids=targets)
     return [
         Relationship(
@@ -128,7 +128,7 @@ async def unfollow(
         removed = await follows.delete(follower_id=user_id, followee_id=target_id)
         if removed:
             await follows.record(FollowDeleted(follower_id=user_id, followee_id=target_id))
-            await follows.count(user_id, following=-1)
+            await follows.count_following(user_id, -1)
     if not removed:
         await ensure_user_exists(shards=shards, directory=directory, user_id=target_id)
     await mirror_follows_soon(shards, follower_id=user_id, followee_ids=[target_id])
@@ -142,45 +142,43 @@ async def mirror_follows(
 ) -> None:
     """Make each followee's side (its followers list and count, on its shard) agree with the
     follower's side. Idempotent and order-free: it copies the truth as it is now, so running it
-    late, twice or after a newer change is harmless. Each database's followees in turn, the
-    databases at once."""
-
-    async def on_database(group: list[int]) -> None:
-        for followee_id in group:
-            await _mirror(shards, follower_id=follower_id, followee_id=followee_id)
-
-    groups = shards.group_by_database(followee_ids)
-    await asyncio.gather(*(on_database(group) for group in groups.values()))
+    late, twice or after a newer change is harmless. One transaction per database of
+    followees, the databases at once."""
+    groups = shards.group_by_database(dict.fromkeys(followee_ids))
+    await asyncio.gather(
+        *(_mirror(shards, follower_id=follower_id, followee_ids=group) for group in groups.values())
+    )
 
 
-async def _mirror(shards: ShardedDatabases, *, follower_id: int, followee_id: int) -> None:
-    async with shards.writing(followee_id) as session:
+async def _mirror(shards: ShardedDatabases, *, follower_id: int, followee_ids: list[int]) -> None:
+    async with shards.writing(*followee_ids) as session:
         followee_side = FollowRepository(session)
-        await followee_side.lock_pair(follower_id=follower_id, followee_id=followee_id)
+        await followee_side.lock_pairs(follower_id=follower_id, followee_ids=followee_ids)
         since = await _followed_since(
-            shards, session, follower_id=follower_id, followee_id=followee_id
+            shards, session, follower_id=follower_id, followee_ids=followee_ids
         )
-        if since is not None:
-            if await followee_side.add_follower(
-                followee_id=followee_id, follower_id=follower_id, since=since
-            ):
-                await followee_side.count(followee_id, followers=1)
-        elif await followee_side.remove_follower(followee_id=followee_id, follower_id=follower_id):
-            await followee_side.count(followee_id, followers=-1)
+        added = await followee_side.add_followers(follower_id=follower_id, since=since)
+        removed = await followee_side.remove_followers(
+            follower_id=follower_id,
+            followee_ids=[followee_id for followee_id in followee_ids if followee_id not in since],
+        )
+        deltas = {**dict.fromkeys(added, 1), **dict.fromkeys(removed, -1)}
+        if deltas:
+            await followee_side.count_followers(deltas)
 
 
 async def _followed_since(
-    shards: ShardedDatabases, session: AsyncSession, *, follower_id: int, followee_id: int
-) -> datetime | None:
-    """The truth, read in ``session`` when both users' shards share its database: a second
+    shards: ShardedDatabases, session: AsyncSession, *, follower_id: int, followee_ids: list[int]
+) -> dict[int, datetime]:
+    """The truth, read in ``session`` when the follower's shard shares its database: a second
     connection from the same pool while holding one could starve the pool under load."""
-    if shards.database_for(follower_id) is shards.database_for(followee_id):
+    if shards.database_for(follower_id) is shards.database_for(followee_ids[0]):
         return await FollowRepository(session).followed_since(
-            follower_id=follower_id, followee_id=followee_id
+            follower_id=follower_id, followee_ids=followee_ids
         )
     async with shards.reading(follower_id) as truth:
         return await FollowRepository(truth).followed_since(
-            follower_id=follower_id, followee_id=followee_id
+            follower_id=follower_id, followee_ids=followee_ids
         )
 
 

@@ -42,14 +42,17 @@ class PostRepository:
         return (await self.session.scalars(statement)).one_or_none()
 
     async def get_by_idempotency_key(
-        self, *, author_id: int, key: str
+        self, *, author_id: int, key: str, ttl: timedelta | None = None
     ) -> tuple[bytes, Post] | None:
-        """The request digest stored with ``key`` and the post it created (deleted or not)."""
+        """The request digest stored with ``key`` and the post it created (deleted or not);
+        with ``ttl``, only if the key is younger than that."""
         statement = (
             select(PostIdempotencyKey.request_hash, Post)
             .join(Post, Post.id == PostIdempotencyKey.post_id)
             .where(PostIdempotencyKey.author_id == author_id, PostIdempotencyKey.key == key)
         )
+        if ttl is not None:
+            statement = statement.where(PostIdempotencyKey.created_at >= func.now() - ttl)
         row = (await self.session.execute(statement)).one_or_none()
         return None if row is None else (row[0], row[1])
 

@@ -60,8 +60,25 @@ async def create_post(
     idempotency_ttl: timedelta,
 ) -> CreatedPost:
     """``text`` is already validated and NFC-normalised. The post is written on its author's
-    shard, in one transaction with its event. With an idempotency key, the key is claimed
-    first, so a retry returns the original post even if the request would now fail."""
+    shard, in one transaction with its event. With an idempotency key, a retry returns the
+    original post even if the request would now fail (its reply target deleted, say)."""
+    digest = request_digest(text=text, reply_to=reply_to)
+    if idempotency_key is not None and (
+        replayed := await _replay(
+            shards, author_id=author_id, key=idempotency_key, digest=digest, ttl=idempotency_ttl
+        )
+    ):
+        return replayed
+    # Reads of other databases come first: a second connection taken while the write holds one
+    # could starve the pool under load.
+    reply_to_author_id = None if reply_to is None else await visible_author(shards, reply_to)
+    if reply_to is not None and reply_to_author_id is None:
+        raise InvalidFieldError(
+            ("body", "reply_to"), f"No post with id {reply_to} exists (or it was deleted)."
+        )
+    entities = extract(text)
+    mentions = await resolve_mentions(shards, entities.mentions)
+
     shard = decode_id(author_id).shard  # the post's id names its author's shard
     async with shards.writing(author_id) as session:
         posts = PostRepository(session)
@@ -71,21 +88,13 @@ async def create_post(
                 posts,
                 author_id=author_id,
                 key=idempotency_key,
-                digest=request_digest(text=text, reply_to=reply_to),
+                digest=digest,
                 shard=shard,
                 ttl=idempotency_ttl,
             )
             if isinstance(claimed, CreatedPost):
                 return claimed
             post_id = claimed
-
-        reply_to_author_id = None if reply_to is None else await visible_author(shards, reply_to)
-        if reply_to is not None and reply_to_author_id is None:
-            raise InvalidFieldError(
-                ("body", "reply_to"), f"No post with id {reply_to} exists (or it was deleted)."
-            )
-        entities = extract(text)
-        mentions = await resolve_mentions(shards, entities.mentions)
         post = await posts.insert(
             post_id=post_id,
             shard=shard,
@@ -113,6 +122,29 @@ async def create_post(
     return CreatedPost(post=created, replayed=False)
 
 
+async def _replay(
+    shards: ShardedDatabases, *, author_id: int, key: str, digest: bytes, ttl: timedelta
+) -> CreatedPost | None:
+    """The post an earlier request with this key created, if it committed and the key has not
+    expired."""
+    async with shards.reading(author_id) as session:
+        stored = await PostRepository(session).get_by_idempotency_key(
+            author_id=author_id, key=key, ttl=ttl
+        )
+    if stored is None:
+        return None
+    return _replayed(stored, digest)
+
+
+def _replayed(stored: tuple[bytes, Post], digest: bytes) -> CreatedPost:
+    stored_digest, post = stored
+    if stored_digest != digest:
+        raise IdempotencyKeyReusedError(
+            "This Idempotency-Key was already used with a different request."
+        )
+    return CreatedPost(post=to_read(post), replayed=True)
+
+
 async def visible_author(shards: ShardedDatabases, post_id: int) -> int | None:
     """The author of a visible post, read on the post's own shard."""
     async with shards.reading(post_id) as session:
@@ -131,12 +163,7 @@ async def _claim_or_replay(
             return post_id
         stored = await posts.get_by_idempotency_key(author_id=author_id, key=key)
         if stored is not None:
-            stored_digest, post = stored
-            if stored_digest != digest:
-                raise IdempotencyKeyReusedError(
-                    "This Idempotency-Key was already used with a different request."
-                )
-            return CreatedPost(post=to_read(post), replayed=True)
+            return _replayed(stored, digest)
     raise IdempotencyKeyBusyError("This Idempotency-Key is being reclaimed; retry the request.")
 
 
