@@ -26,7 +26,7 @@ from terrascale.common.keys import generate_private_key_pem, load_private_key, p
 from terrascale.common.testing.helpers import free_port, service_environment, wait_for_health
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # a whole system starts first
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 STARTUP_SECONDS = 90
@@ -70,7 +70,6 @@ def gateway_url(
         "JWT_PUBLIC_KEY": public_key_pem(load_private_key(private_key)),
         "WEB_CONCURRENCY": "1",
         "DB_POOL_SIZE": "2",
-        "LOG_LEVEL": "WARNING",
     }
     log = (tmp_path / "system.log").open("wb")
     processes: list[subprocess.Popen[bytes]] = []
@@ -83,7 +82,6 @@ def gateway_url(
     with ExitStack() as stack:
         stack.callback(log.close)
         stack.callback(forget_keys, test_servers, redis_key_prefix)
-        stack.callback(stop_all, processes)
         environments: dict[str, dict[str, str]] = {}
         for name, _, _ in SERVICES:
             database = stack.enter_context(
@@ -95,9 +93,12 @@ def gateway_url(
                 redis_key_prefix,
                 **shared,
                 PORT=str(ports[name]),
+                # Each service its own cache keys (as their defaults are), one event backbone.
+                CACHE_KEY_PREFIX=f"{redis_key_prefix}{name}:",
                 PROMETHEUS_MULTIPROC_DIR=str(tmp_path / f"metrics-{name}"),
             )
         environments["user-service"]["JWT_PRIVATE_KEY"] = private_key
+        stack.callback(stop_all, processes)  # before the databases are dropped
         # All at once, where the launcher goes one by one: start-up is mostly migrations.
         services = {
             name: run([sys.executable, "-m", module, "start"], environments[name])
@@ -182,6 +183,7 @@ def test_a_mention_reaches_a_follower_live_in_two_browsers(gateway_url: str) -> 
             writing = browser.new_context().new_page()
             for page in (reading, writing):
                 page.on("console", record)
+                page.on("pageerror", lambda error: problems.append(f"{error} {error.stack}"))
             sign_up(reading, gateway_url, reader)
             sign_up(writing, gateway_url, writer)
 

@@ -11,4 +11,10 @@ export default defineConfig({
     assetsInlineLimit: 0,
     modulePreload: { polyfill: false },
   },
+  // `npm run dev`: the API paths go to the gateway `python3 dev.py up` starts.
+  server: {
+    proxy: {
+      "^/(users|posts|timelines|notifications|auth)(/|$|\\?)": "http://127.0.0.1:8080",
+    },
+  },
 });

@@ -161,6 +161,10 @@ export const api = {
     call<Relationship>("DELETE", `/users/${id(userId)}/following/${id(targetId)}`),
   createPost: (post: PostCreate) => call<Post>("POST", "/posts", post),
   deletePost: (postId: string) => call<void>("DELETE", `/posts/${id(postId)}`),
+  posts: (ids: string[]) =>
+    ids.length === 0
+      ? Promise.resolve([])
+      : call<Post[]>("GET", `/posts?ids=${ids.map(id).join(",")}`),
   userPosts: (userId: string, cursor: Page) => page<Post>(`/users/${id(userId)}/posts`, cursor),
   home: (cursor: Page) => page<TimelinePost>("/timelines/home", cursor),
   notifications: (cursor: Page) => page<Notification>("/notifications", cursor),

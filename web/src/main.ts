@@ -133,13 +133,14 @@ function authPage(mode: "login" | "signup"): void {
   username.focus();
 }
 
-/** A list that loads its next page when its end scrolls into view (cursor pagination). */
+/** A list that loads its next page when its end scrolls into view (cursor pagination);
+ * returns how to put newer items at its top. */
 function feed<T>(
   list: HTMLElement,
   load: (cursor: Page) => Promise<Paged<T>>,
   render: (item: T) => Node,
   empty: string,
-): void {
+): (...items: Node[]) => void {
   const sentinel = h("p", { class: "more", "aria-hidden": "true" });
   list.after(sentinel);
   let next: Page | null = { limit: PAGE_SIZE };
@@ -166,6 +167,10 @@ function feed<T>(
   });
   observer.observe(sentinel);
   page?.signal.addEventListener("abort", () => observer.disconnect());
+  return (...items) => {
+    list.prepend(...items);
+    if (next === null) sentinel.textContent = "";
+  };
 }
 
 function postItem(post: Post | TimelinePost, author: User | TimelinePost["author"]): HTMLElement {
@@ -257,16 +262,14 @@ function homePage(): void {
     return postItem(post, post.author);
   };
   pill.addEventListener("click", () => {
-    list.prepend(...waiting.filter((post) => !seen.has(post.id)).map(render));
+    prepend(...waiting.filter((post) => !seen.has(post.id)).map(render));
     waiting = [];
     pill.hidden = true;
     list.querySelector<HTMLElement>("a, button")?.focus();
   });
-  const compose = composeBox((post) => {
-    list.prepend(render({ ...post, author: me }));
-  });
+  const compose = composeBox((post) => prepend(render({ ...post, author: me })));
   mount("Home", h("h1", { class: "visually-hidden" }, "Home"), compose, pill, list);
-  feed(list, api.home, render, "Nothing here yet: follow someone, or post something.");
+  const prepend = feed(list, api.home, render, "Nothing here yet: follow someone, or post something.");
 
   // Newer posts wait behind the pill, so the list never moves under the reader's eyes.
   const poll = setInterval(async () => {
@@ -352,9 +355,13 @@ const NOTIFICATION_TEXT: Record<Notification["kind"], string> = {
 
 async function notificationsPage(): Promise<void> {
   const list = h("ol", { class: "notifications", "aria-label": "Notifications" });
+  // A notification carries ids only: its people and posts are fetched in one batch each.
   const actors = new Map<string, User>();
+  const posts = new Map<string, Post>();
   const render = (notification: Notification) => {
     const actor = actors.get(notification.actor_id);
+    const post = notification.post_id === null ? undefined : posts.get(notification.post_id);
+    const mentioned = new Map(post?.mentions.map((m) => [m.username.toLowerCase(), m.username]));
     return h(
       "li",
       { class: notification.read ? "notification" : "notification unread" },
@@ -363,14 +370,21 @@ async function notificationsPage(): Promise<void> {
         : "Someone",
       ` ${NOTIFICATION_TEXT[notification.kind]} `,
       h("time", { datetime: notification.created_at }, timeAgo(notification.created_at)),
+      post && h("blockquote", {}, ...richText(post.text, mentioned)),
     );
   };
   const withActors = async (notifications: Notification[]) => {
-    const missing = [...new Set(notifications.map((n) => n.actor_id))].filter((id) => !actors.has(id));
-    for (const user of await api.users(missing)) actors.set(user.id, user);
+    const newIds = (ids: (string | null)[], known: Map<string, unknown>) =>
+      [...new Set(ids)].filter((id): id is string => id !== null && !known.has(id));
+    const [users, found] = await Promise.all([
+      api.users(newIds(notifications.map((n) => n.actor_id), actors)),
+      api.posts(newIds(notifications.map((n) => n.post_id), posts)),
+    ]);
+    for (const user of users) actors.set(user.id, user);
+    for (const post of found) posts.set(post.id, post);
   };
   mount("Notifications", h("h1", {}, "Notifications"), list);
-  feed(
+  const prepend = feed(
     list,
     async (cursor) => {
       const result = await api.notifications(cursor);
@@ -382,7 +396,7 @@ async function notificationsPage(): Promise<void> {
   );
   onLiveNotification = async (notification) => {
     await withActors([notification]);
-    list.prepend(render(notification));
+    prepend(render(notification));
     await api.markAllRead();
   };
   setUnread((await api.markAllRead()).count);
