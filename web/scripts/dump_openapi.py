@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
+from terrascale.common.keys import generate_private_key_pem
 from terrascale.graph.app import create_app as create_graph_app
 from terrascale.notifications.app import create_app as create_notification_app
 from terrascale.posts.app import create_app as create_post_app
@@ -24,7 +26,9 @@ APPS = {
 
 
 def main() -> None:
-    logging.disable(logging.WARNING)  # the apps warn that no signing key is configured
+    # A throwaway key, so that the User Service does not warn that none is configured.
+    os.environ.setdefault("JWT_PRIVATE_KEY", generate_private_key_pem())
+    logging.disable(logging.WARNING)  # the others warn that no public key is configured
     OUT.mkdir(exist_ok=True)
     for name, create_app in APPS.items():
         document = create_app().openapi()

@@ -18,11 +18,11 @@ import httpx
 from playwright.sync_api import expect, sync_playwright
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PASSWORD = "analytical engine"
+PASSWORD = "analytical engine"  # noqa: S105 - the demo accounts' password, shown in the docs
 PEOPLE = {
     "ada_lovelace": ("Ada Lovelace", "Poetical science. Notes on the Analytical Engine."),
     "charles_babbage": ("Charles Babbage", "Difference engines, calculating machines, tea."),
-    "grace_hopper": ("Grace Hopper", "It's easier to ask forgiveness than it is to get permission."),
+    "grace_hopper": ("Grace Hopper", "It's easier to ask forgiveness than to get permission."),
     "alan_turing": ("Alan Turing", "Can machines think? Also: long-distance running."),
 }
 # (author, text), oldest first; mentions resolve once the Post Service has heard of the user.
@@ -70,7 +70,8 @@ def main() -> None:
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         expect(page.locator("ol.posts li")).to_have_count(len(POSTS))
-        page.get_by_label("What's happening?").fill("Drafting a note on #engines for @charles_babbage")
+        draft = "Drafting a note on #engines for @charles_babbage"
+        page.get_by_label("What's happening?").fill(draft)
         page.screenshot(path=DOCS / "web-home.png")
         page.get_by_role("link", name="Notifications").click()
         expect(page.locator("ol.notifications li").first).to_be_visible()
