@@ -115,6 +115,7 @@ def upstream_app() -> FastAPI:
                 "query": request.url.query,
                 "body": (await request.body()).decode(),
                 "authorization": request.headers.get("authorization"),
+                "host": request.headers.get("host"),
                 "forwarded_for": request.headers.get("x-forwarded-for"),
             },
             status_code=201 if request.method == "POST" else 200,
@@ -152,6 +153,7 @@ async def test_requests_reach_the_service_unchanged_and_answers_come_back() -> N
         "query": "limit=2",
         "body": '{"text": "hi"}',
         "authorization": "Bearer token",
+        "host": "gateway",
         "forwarded_for": "203.0.113.7",
     }
 

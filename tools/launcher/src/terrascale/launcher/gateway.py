@@ -75,7 +75,9 @@ WEB_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-# Connection-level headers a proxy must not pass on (RFC 9110 §7.6.1), plus the ones httpx sets.
+# Connection-level headers a proxy must not pass on (RFC 9110 §7.6.1), and the length, which
+# httpx sets for what it actually sends. Host is passed on, as nginx's `proxy_set_header Host
+# $host`, so the services' Link headers name the gateway.
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -86,7 +88,6 @@ HOP_BY_HOP = frozenset(
         "trailer",
         "transfer-encoding",
         "upgrade",
-        "host",
         "content-length",
     }
 )
