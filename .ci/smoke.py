@@ -98,6 +98,7 @@ def start_gateway(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = config.replace("listen 8080;", f"listen 127.0.0.1:{port};")
     config = re.sub(r"pid [^;]+;", f"pid {workdir / 'nginx.pid'};", config)
+    config = config.replace("root /usr/share/nginx/html;", f"root {ROOT / 'web' / 'dist'};")
     (workdir / "nginx.conf").write_text(config)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     subprocess.run([nginx, "-t", "-q", "-c", str(workdir / "nginx.conf")], check=True)
@@ -113,6 +114,20 @@ def start_gateway(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)
     raise SystemExit("smoke: the gateway did not start")
+
+
+def check_web_client(base: str) -> None:
+    """The built web client at ``/``: its page under a policy that allows no inline script,
+    and its script served as JavaScript (a browser refuses a module script otherwise)."""
+    with urllib.request.urlopen(base + "/", timeout=10) as response:
+        page = response.read().decode()
+        assert response.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+    script = re.search(r'<script type="module" crossorigin src="([^"]+)"', page)
+    assert script, "smoke: the page loads no script"
+    with urllib.request.urlopen(base + script.group(1), timeout=10) as response:
+        assert "javascript" in response.headers["content-type"]
+    print(f"smoke: the web client is served at {base}/", flush=True)
 
 
 def eventually(check: Any, what: str, seconds: float = 10) -> Any:
@@ -269,8 +284,19 @@ def main() -> int:
     # Schemathesis sends hundreds of sign-ups and writes a minute from one address with one
     # token: the rate limits (tested in tests/test_security.py) would answer its checks 429.
     env |= {"RATE_LIMIT_WRITES_PER_MINUTE": "0", "RATE_LIMIT_SIGNIN_PER_MINUTE": "0"}
+    web_port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "dev.py", "up", "--data-dir", str(data_dir)], cwd=ROOT, env=env
+        [
+            sys.executable,
+            "dev.py",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--gateway-port",
+            str(web_port),
+        ],
+        cwd=ROOT,
+        env=env,
     )
     gateway = None
     try:
@@ -278,6 +304,8 @@ def main() -> int:
         print(f"smoke: every service ready {seconds:.1f}s after the start command", flush=True)
         gateway, base = start_gateway(data_dir)
         token = social_flow(base)
+        check_web_client(base)
+        check_web_client(f"http://127.0.0.1:{web_port}")  # the start command's own gateway
         for name, port in SERVICE_PORTS.items():
             print(f"smoke: schemathesis against {name}", flush=True)
             subprocess.run(schemathesis_command(name, port, token), cwd=ROOT, check=True)

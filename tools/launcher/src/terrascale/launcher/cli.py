@@ -36,6 +36,7 @@ from terrascale.common.keys import generate_private_key_pem, load_private_key, p
 from terrascale.launcher.services import DEFAULT_PORT_BASE, ServiceSpec, services_from
 
 STARTUP_TIMEOUT_SECONDS = 90
+DEFAULT_GATEWAY_PORT = 8080  # as the compose gateway
 
 Processes = list[tuple[ServiceSpec, subprocess.Popen[bytes]]]
 
@@ -182,21 +183,40 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
 
 
 def wait_until_healthy(spec: ServiceSpec, process: subprocess.Popen[bytes], port: int) -> None:
+    wait_for_health(spec.name, process, port)
+
+
+def wait_for_health(name: str, process: subprocess.Popen[bytes], port: int) -> None:
     url = f"http://127.0.0.1:{port}/health"
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"terrascale: {spec.name} exited during start-up")
+            raise SystemExit(f"terrascale: {name} exited during start-up")
         try:
             if httpx.get(url, timeout=1).is_success:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.25)
-    raise SystemExit(f"terrascale: {spec.name} was not healthy after {STARTUP_TIMEOUT_SECONDS}s")
+    raise SystemExit(f"terrascale: {name} was not healthy after {STARTUP_TIMEOUT_SECONDS}s")
 
 
-def supervise(processes: Processes) -> int:
+def start_gateway(
+    specs: Sequence[ServiceSpec], *, host: str, port: int, output: IO[bytes] | None
+) -> subprocess.Popen[bytes]:
+    """The web client and one base URL for the API (terrascale.launcher.gateway)."""
+    say("starting the gateway")
+    upstreams = [f"--upstream={spec.name}=http://127.0.0.1:{spec.port}" for spec in specs]
+    command = [sys.executable, "-m", "terrascale.launcher.gateway", "--host", host]
+    return subprocess.Popen(
+        [*command, "--port", str(port), *upstreams],
+        start_new_session=True,
+        stdout=output,
+        stderr=output,
+    )
+
+
+def supervise(processes: Sequence[tuple[str, subprocess.Popen[bytes]]]) -> int:
     """Block until Ctrl-C / SIGTERM (exit 0) or until a service dies (exit 1)."""
     stopping = False
 
@@ -207,9 +227,9 @@ def supervise(processes: Processes) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     while not stopping:
-        for spec, process in processes:
+        for name, process in processes:
             if process.poll() is not None:
-                say(f"{spec.name} exited with code {process.returncode}; stopping everything")
+                say(f"{name} exited with code {process.returncode}; stopping everything")
                 return 1
         time.sleep(0.5)
     return 0
@@ -230,6 +250,7 @@ class RunningSystem:
     start_process: Callable[[ServiceSpec, str], subprocess.Popen[bytes]] | None = field(
         default=None, repr=False
     )
+    gateway: subprocess.Popen[bytes] | None = None  # when started with a gateway port
 
     def spec(self, name: str) -> ServiceSpec:
         return next(spec for spec in self.services if spec.name == name)
@@ -277,19 +298,23 @@ def running_system(
     extra_env: Mapping[str, str] | None = None,
     output: IO[bytes] | None = None,
     valkey_config: Mapping[str, str] = DURABLE_VALKEY,
+    gateway_port: int | None = None,
 ) -> Generator[RunningSystem]:
     """Servers, services and workers, up and healthy; everything stops when the block exits.
 
     ``extra_env`` overrides the services' environment; ``output`` receives their output
-    (default: this process's); ``valkey_config`` is the embedded Valkey's persistence.
+    (default: this process's); ``valkey_config`` is the embedded Valkey's persistence;
+    ``gateway_port``, when given, is where the gateway serves the web client and the API.
     """
     specs = services_from(port_base)
     taken = [
-        (spec, port) for spec in specs for port in spec.ports() if not port_is_free(host, port)
+        (spec.name, port) for spec in specs for port in spec.ports() if not port_is_free(host, port)
     ]
+    if gateway_port is not None and not port_is_free(host, gateway_port):
+        taken.append(("the gateway", gateway_port))
     if taken:
-        spec, port = taken[0]
-        raise SystemExit(f"terrascale: port {port} on {host} is taken; {spec.name} cannot start")
+        name, port = taken[0]
+        raise SystemExit(f"terrascale: port {port} on {host} is taken; {name} cannot start")
 
     configured = ConfiguredServers()
     env = dict(os.environ)
@@ -343,21 +368,38 @@ def running_system(
         workers = [(spec, start(spec, "worker")) for spec in specs if spec.has_worker]
         for spec, process in workers:
             wait_until_healthy(spec, process, spec.worker_port)
+        gateway = None
+        if gateway_port is not None:
+            gateway = start_gateway(specs, host=host, port=gateway_port, output=output)
+            cleanup.callback(stop_process, gateway)
+            wait_for_health("the gateway", gateway, gateway_port)
         yield RunningSystem(
-            specs, processes, embedded_postgres, redis, key_file, postgres, valkey, start
+            specs, processes, embedded_postgres, redis, key_file, postgres, valkey, start, gateway
         )
         say("stopping")
 
 
-def up(*, data_dir: Path, host: str, port_base: int = DEFAULT_PORT_BASE) -> int:
-    with running_system(data_dir=data_dir, host=host, port_base=port_base) as system:
+def up(
+    *,
+    data_dir: Path,
+    host: str,
+    port_base: int = DEFAULT_PORT_BASE,
+    gateway_port: int = DEFAULT_GATEWAY_PORT,
+) -> int:
+    with running_system(
+        data_dir=data_dir, host=host, port_base=port_base, gateway_port=gateway_port
+    ) as system:
         for spec in system.services:
             base = f"http://localhost:{spec.port}"
             say(f"{spec.name} is up: {base}  (API docs: {base}/docs, metrics: {base}/metrics)")
             if spec.has_worker:
                 say(f"  its worker's metrics: http://localhost:{spec.worker_port}/metrics")
+        say(f"the web client and the whole API: http://localhost:{gateway_port}/")
         say("press Ctrl-C to stop everything")
-        code = supervise(system.processes)
+        watched = [(spec.name, process) for spec, process in system.processes]
+        if system.gateway is not None:
+            watched.append(("the gateway", system.gateway))
+        code = supervise(watched)
     say("stopped")
     return code
 
@@ -376,8 +418,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_PORT_BASE,
         help=f"the first service's port; the others follow it (default {DEFAULT_PORT_BASE})",
     )
+    start.add_argument(
+        "--gateway-port",
+        type=int,
+        default=DEFAULT_GATEWAY_PORT,
+        help=f"where the web client and the whole API are served (default {DEFAULT_GATEWAY_PORT})",
+    )
     args = parser.parse_args(argv)
-    return up(data_dir=args.data_dir.resolve(), host=args.host, port_base=args.port_base)
+    return up(
+        data_dir=args.data_dir.resolve(),
+        host=args.host,
+        port_base=args.port_base,
+        gateway_port=args.gateway_port,
+    )
 
 
 if __name__ == "__main__":
