@@ -58,7 +58,7 @@ CursorQuery = Annotated[int | None, Query(ge=1, le=MAX_ID, examples=["1234567890
                 },
             },
         },
-        **problem_responses(401, 409, 422, 429),
+        **problem_responses(401, 409, 422, 429, 503),
     },
     dependencies=[LimitWrites],
     operation_id="create_post",
@@ -93,7 +93,7 @@ async def create_post(
     summary="Read several posts at once",
     description=f"Up to {MAX_BATCH} ids, comma-separated or repeated; the answer keeps their "
     "order and leaves out unknown and deleted posts. Served from Redis where it can be.",
-    responses=problem_responses(422),
+    responses=problem_responses(422, 503),
     operation_id="read_posts",
 )
 async def read_posts(
@@ -114,7 +114,7 @@ async def read_posts(
 @router.get(
     "/posts/{post_id}",
     summary="Read a post",
-    responses=problem_responses(404, 422),
+    responses=problem_responses(404, 422, 503),
     operation_id="read_post",
 )
 async def read_post(post_id: PostIdPath, shards: ShardsDep, cache: PostCacheDep) -> PostRead:
@@ -126,7 +126,7 @@ async def read_post(post_id: PostIdPath, shards: ShardsDep, cache: PostCacheDep)
     status_code=204,
     summary="Delete your own post",
     description="A deleted post answers 404 everywhere, deleting it again included.",
-    responses=problem_responses(401, 403, 404, 422, 429),
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
     dependencies=[LimitWrites],
     operation_id="delete_post",
 )
@@ -156,7 +156,7 @@ async def delete_post(
                 }
             },
         },
-        **problem_responses(422),
+        **problem_responses(422, 503),
     },
     operation_id="read_user_posts",
 )
