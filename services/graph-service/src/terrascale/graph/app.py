@@ -17,6 +17,7 @@ from terrascale.graph import __version__
 from terrascale.graph.config import GraphSettings, get_settings
 from terrascale.graph.consumer import CATEGORIES, CONSUMER_GROUP, user_events_handler
 from terrascale.graph.directory import UserDirectory
+from terrascale.graph.replication import with_replicas, worker_categories
 from terrascale.graph.router import router as graph_router
 
 logger = get_logger(__name__)
@@ -68,8 +69,10 @@ def create_worker(
             event_consumer(
                 events,
                 group=CONSUMER_GROUP,
-                categories=CATEGORIES,
-                handler=lambda app: user_events_handler(app.state.session_factory),
+                categories=worker_categories(settings, CATEGORIES),
+                handler=lambda app: with_replicas(
+                    user_events_handler(app.state.session_factory), app.state.session_factory
+                ),
             )
         ],
     )

@@ -24,6 +24,7 @@ from terrascale.common.metrics import (
     TIMELINE_FANOUT_INSERTS,
     cache_lookup_counters,
 )
+from terrascale.common.regions import everyone_is_local
 from terrascale.timelines.cache import HydrationCache
 from terrascale.timelines.repository import TimelineRepository
 from terrascale.timelines.store import TimelineStore
@@ -59,6 +60,9 @@ class Timelines:
     cache: HydrationCache
     celebrity_follower_threshold: int
     fanout_batch_size: int
+    # With regions, followers homed elsewhere get the post in their own region's timelines
+    # (from the replicated event); here only local followers' timelines are written.
+    is_local: Callable[[int], bool] = everyone_is_local
 
     # -- events ------------------------------------------------------------------------------
 
@@ -209,7 +213,8 @@ class Timelines:
                 )
             if not batch:
                 return
-            await apply(batch)
+            if local := [follower for follower in batch if self.is_local(follower)]:
+                await apply(local)
             if len(batch) < self.fanout_batch_size:
                 return
             after = batch[-1]
