@@ -27,7 +27,7 @@ async def sign_up(region: LocalRegion, username: str) -> int:
 async def replicated_user(region: LocalRegion, user_id: int) -> None:
     async def known() -> bool:
         response = await region.clients["users"].get(f"/users/{user_id}")
-        return response.status_code == httpx.codes.OK
+        return response.is_success
 
     await wait_for(known, seconds=REPLICATION_SECONDS, what=f"user {user_id} in {region.name}")
 
@@ -36,7 +36,7 @@ async def home_timeline(regions: TwoRegions, region: LocalRegion, user_id: int) 
     response = await region.clients["timelines"].get(
         "/timelines/home", params={"limit": 40}, headers=regions.auth(user_id)
     )
-    assert response.status_code == httpx.codes.OK, response.text
+    assert response.is_success, response.text
     return [post["id"] for post in response.json()]
 
 
@@ -52,7 +52,7 @@ async def follow(regions: TwoRegions, region: LocalRegion, follower: int, follow
     response = await region.clients["graph"].put(
         f"/users/{follower}/following/{followee}", headers=regions.auth(follower)
     )
-    assert response.status_code == httpx.codes.OK, response.text
+    assert response.is_success, response.text
 
 
 async def test_a_post_in_one_region_reaches_a_follower_in_the_other(
@@ -71,9 +71,7 @@ async def test_a_post_in_one_region_reaches_a_follower_in_the_other(
         return post_id in await home_timeline(regions, us, bob)
 
     await wait_for(in_bobs_timeline, seconds=REPLICATION_SECONDS, what="ada's post in us")
-    page = (
-        await us.clients["timelines"].get("/timelines/home", headers=regions.auth(bob))
-    ).json()
+    page = (await us.clients["timelines"].get("/timelines/home", headers=regions.auth(bob))).json()
     assert page[0]["text"] == text
     assert page[0]["author"]["username"] == "ada_eu"  # hydrated from us's replica of ada
     assert page[0]["mentions"] == [{"user_id": str(bob), "username": "bob_us"}]
@@ -127,7 +125,7 @@ async def test_writes_for_a_user_homed_elsewhere_are_refused_and_reads_are_serve
 async def test_a_region_that_goes_down_catches_up_with_nothing_lost(
     regions: TwoRegions, eu_valkey: object
 ) -> None:
-    from terrascale.common.embedded import EmbeddedValkey  # noqa: PLC0415
+    from terrascale.common.embedded import EmbeddedValkey
 
     assert isinstance(eu_valkey, EmbeddedValkey)
     eu, us = regions.eu, regions.us

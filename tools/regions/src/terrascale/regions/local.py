@@ -70,6 +70,7 @@ class LocalRegion:
     private_key_pem: str
     regions: str = DEMO_REGIONS
     db_pool_size: int = 1  # nine apps per region against a shared PostgreSQL
+    log_level: str = "WARNING"
     ports: dict[str, int] = field(default_factory=lambda: {n: free_port() for n in MIGRATIONS})
     clients: dict[str, httpx.AsyncClient] = field(default_factory=dict[str, httpx.AsyncClient])
     _stack: AsyncExitStack | None = None
@@ -96,7 +97,7 @@ class LocalRegion:
             "redis_db": self.redis.db,
             "cache_key_prefix": f"{self.key_prefix}{service}:",
             "jwt_public_key": public_key_pem(load_private_key(self.private_key_pem)),
-            "log_level": "WARNING",
+            "log_level": self.log_level,
             "db_pool_size": self.db_pool_size,
             "db_max_overflow": 1,
             "user_service_url": self.url("users"),
