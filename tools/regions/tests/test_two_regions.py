@@ -160,3 +160,28 @@ async def test_a_region_that_goes_down_catches_up_with_nothing_lost(
     await wait_for(ada_sees_all, seconds=60, what="bob's outage posts in eu")
     replicas = await eu.clients["posts"].get("/posts", params={"ids": ",".join(written)})
     assert sorted(item["id"] for item in replicas.json()) == sorted(written)
+
+
+async def test_a_remote_users_home_timeline_is_read_from_the_replicas(
+    regions: TwoRegions,
+) -> None:
+    eu, us = regions.eu, regions.us
+    ada = await sign_up(eu, "ada_reader")
+    bob = await sign_up(us, "bob_writer")
+    await replicated_user(eu, bob)
+    await follow(regions, eu, ada, bob)
+    first = await post(regions, us, bob, "first")
+
+    async def in_eu(post_id: str) -> bool:
+        return post_id in await home_timeline(regions, eu, ada)
+
+    await wait_for(lambda: in_eu(first), seconds=REPLICATION_SECONDS, what="first in eu")
+    # Read in us, where ada is not homed: built from us's projections, and kept current.
+    assert first in await home_timeline(regions, us, ada)
+    second = await post(regions, us, bob, "second")
+    await wait_for(lambda: in_eu(second), seconds=REPLICATION_SECONDS, what="second in eu")
+
+    async def in_us() -> bool:
+        return second in await home_timeline(regions, us, ada)
+
+    await wait_for(in_us, seconds=REPLICATION_SECONDS, what="second in ada's timeline in us")

@@ -139,6 +139,11 @@ class Timelines:
         """The window of the user's home timeline: their Redis timeline (rebuilt first if it is
         missing) merged with their celebrity followees' posts. Without Redis, the whole answer
         comes from the projections, slower but complete."""
+        if not self.is_local(user_id):
+            # Homed elsewhere: nothing fans out into a timeline kept here, so read the
+            # projections (the replicated follows and posts), as when Redis is down.
+            authors_of = await self._read(lambda timelines: timelines.home_page(user_id, window))
+            return Page(authors_of=authors_of, scanned=list(authors_of))
         try:
             stored = await self._stored_page(user_id, window)
         except RedisError as exc:
