@@ -85,11 +85,12 @@ def _settings(
 def build_settings(
     database_url: URL, test_servers: ServerAddresses, redis_key_prefix: str
 ) -> Callable[..., PostSettings]:
-    """Settings for this test's database and key prefix, with ``overrides`` applied."""
+    """Settings for this test's database (or ``database``) and key prefix, with ``overrides``
+    applied."""
 
-    def build(**overrides: object) -> PostSettings:
+    def build(*, database: URL | None = None, **overrides: object) -> PostSettings:
         return _settings(
-            database_url=database_url,
+            database_url=database or database_url,
             servers=test_servers,
             key_prefix=redis_key_prefix,
             **overrides,

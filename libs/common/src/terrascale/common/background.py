@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.trace import Tracer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from terrascale.common.events import ConsumerRunner, Handler, OutboxRelay, connect_bus
 from terrascale.common.events.bus import EventBus
@@ -52,14 +53,22 @@ async def _with_bus(
         return
 
 
-def outbox_relay(events: EventSettings) -> BackgroundWork:
+def outbox_relay(
+    events: EventSettings, *, engines: Callable[[FastAPI], Sequence[AsyncEngine]] | None = None
+) -> BackgroundWork:
     """Publish this service's outbox. Every process runs one; an advisory lock makes one of
-    them the publisher per database and the others stand by."""
+    them the publisher per database and the others stand by. ``engines`` gives the databases
+    whose outboxes to publish (a sharded service has one per shard database); by default the
+    service's own."""
 
     async def run(app: FastAPI, stop: asyncio.Event) -> None:
         async def relay(bus: EventBus) -> None:
-            relay = OutboxRelay.from_settings(app.state.engine, bus, events, tracer=_tracer(app))
-            await relay.run_until(stop)
+            databases = [app.state.engine] if engines is None else engines(app)
+            relays = [
+                OutboxRelay.from_settings(engine, bus, events, tracer=_tracer(app))
+                for engine in databases
+            ]
+            await asyncio.gather(*(relay.run_until(stop) for relay in relays))
 
         await _with_bus(app, stop, events, relay)
 

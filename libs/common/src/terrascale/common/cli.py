@@ -14,12 +14,21 @@ import uvicorn
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp
 
 from terrascale.common.logging import configure_logging
 from terrascale.common.metrics import reset_multiprocess_dir
+from terrascale.common.resharding import MoveError, ShardedTable, move_shard
 from terrascale.common.server import serve
 from terrascale.common.settings import ConfigError, ServiceSettings
+from terrascale.common.sharding import (
+    LOGICAL_SHARDS,
+    ShardedServiceSettings,
+    load_shard_map,
+    seed_initial_placement,
+)
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
@@ -29,14 +38,17 @@ def run_service_cli(
     prog: str,
     load_settings: Callable[[], SettingsT],
     create_app: Callable[[SettingsT], ASGIApp],
-    alembic_config: Callable[[SettingsT], Config],
+    alembic_config: Callable[[SettingsT], Config | Sequence[Config]],
     prepare_to_serve: Callable[[SettingsT], SettingsT] | None = None,
     create_worker: Callable[[SettingsT], FastAPI] | None = None,
+    sharded_tables: Sequence[ShardedTable] = (),
     argv: Sequence[str] | None = None,
 ) -> int:
-    """``create_worker`` builds the app whose lifespan runs the service's event consumers; with
-    it the CLI gains ``worker``, which runs that lifespan and serves only the operations
-    endpoints (health, readiness, metrics) on PORT."""
+    """``alembic_config`` gives one configuration per database to migrate (a sharded service:
+    every shard database). ``create_worker`` builds the app whose lifespan runs the service's
+    event consumers; with it the CLI gains ``worker``, which runs that lifespan and serves only
+    the operations endpoints (health, readiness, metrics) on PORT. With ``sharded_tables`` it
+    gains ``shards`` (the shard map) and ``move-shard`` (an online move; ADR 0013)."""
     parser = argparse.ArgumentParser(prog=prog)
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser("migrate", help="apply migrations (default: up to head)")
@@ -50,6 +62,19 @@ def run_service_cli(
             "worker",
             help="consume events until SIGTERM or Ctrl-C; /health, /ready, /metrics on PORT",
         )
+    if sharded_tables:
+        commands.add_parser("shards", help="print the shard map: which database owns which shards")
+        move = commands.add_parser(
+            "move-shard", help="move one logical shard to another database while writes go on"
+        )
+        move.add_argument("shard", type=int, choices=range(LOGICAL_SHARDS), metavar="SHARD")
+        move.add_argument("target", type=int, metavar="DATABASE", help="index in the map")
+        move.add_argument(
+            "--drain-seconds",
+            type=float,
+            default=None,
+            help="wait before deleting the old copy (default: twice SHARD_MAP_REFRESH_SECONDS)",
+        )
     args = parser.parse_args(argv)
 
     try:
@@ -59,10 +84,18 @@ def run_service_cli(
         return 2
     configure_logging(level=settings.log_level, renderer=settings.log_renderer)
 
+    configs = alembic_config(settings)
+    configs = [configs] if isinstance(configs, Config) else list(configs)
     if args.command in ("migrate", "start"):
-        command.upgrade(alembic_config(settings), getattr(args, "revision", "head"))
+        for config in configs:
+            command.upgrade(config, getattr(args, "revision", "head"))
     if args.command == "downgrade":
-        command.downgrade(alembic_config(settings), args.revision)
+        for config in configs:
+            command.downgrade(config, args.revision)
+    if args.command in ("shards", "move-shard"):
+        if not isinstance(settings, ShardedServiceSettings):
+            raise TypeError("sharding commands need ShardedServiceSettings")
+        return asyncio.run(run_sharding_command(args, settings, sharded_tables))
     if args.command == "worker" and create_worker is not None:
         reset_multiprocess_dir()
         asyncio.run(run_worker(create_worker(settings), host=settings.host, port=settings.port))
@@ -100,3 +133,40 @@ async def run_worker(app: FastAPI, *, host: str, port: int) -> None:
     if not server.started:
         # Startup failed (the port is taken, or the lifespan raised): say so in the exit code.
         raise SystemExit(1)
+
+
+async def run_sharding_command(
+    args: argparse.Namespace,
+    settings: ShardedServiceSettings,
+    tables: Sequence[ShardedTable],
+) -> int:
+    urls = settings.shard_database_urls
+    engines = [create_async_engine(url, poolclass=NullPool) for url in urls]
+    try:
+        await seed_initial_placement(engines)
+        if args.command == "shards":
+            shard_map = await load_shard_map(engines)
+            for first, last, owner in shard_map.describe():
+                where = f"{owner} ({urls[owner].database})" if owner >= 0 else "nobody"
+                print(f"shards {first}-{last}: database {where}")
+            return 0
+        if not 0 <= args.target < len(engines):
+            print(f"no database {args.target}: there are {len(engines)}", file=sys.stderr)
+            return 2
+        drain = args.drain_seconds
+        try:
+            report = await move_shard(
+                shard=args.shard,
+                engines=engines,
+                target=args.target,
+                tables=tables,
+                drain_seconds=2 * settings.shard_map_refresh_seconds if drain is None else drain,
+            )
+        except MoveError as exc:
+            print(f"move-shard: {exc}", file=sys.stderr)
+            return 1
+        print(report.to_text())
+        return 0
+    finally:
+        for engine in engines:
+            await engine.dispose()

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -41,15 +42,17 @@ def create_engine(
     autocommit: bool = False,
     pre_ping: bool = True,
     pool_name: str = "primary",
+    url: URL | None = None,
 ) -> AsyncEngine:
     """``autocommit`` is for an engine that only runs single read-only statements: no BEGIN
     and ROLLBACK around each (a session's ``begin()`` on it makes no transaction, so never
     write through it). Without ``pre_ping`` a connection is not checked before use, which
     saves a round trip per checkout; the caller then retries a statement that met a dropped
-    connection (``DBAPIError.connection_invalidated``). ``pool_name`` labels the pool's metrics."""
+    connection (``DBAPIError.connection_invalidated``). ``pool_name`` labels the pool's metrics;
+    ``url`` is another database than the settings' own (a shard), with the same settings."""
     statement_timeout_ms = int(settings.db_statement_timeout_seconds * 1000)
     engine = create_async_engine(
-        settings.sqlalchemy_url,
+        url or settings.sqlalchemy_url,
         isolation_level="AUTOCOMMIT" if autocommit else None,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,

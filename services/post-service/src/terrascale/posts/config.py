@@ -1,4 +1,5 @@
-"""Post Service settings: the shared ones with this service's defaults, plus idempotency keys."""
+"""Post Service settings: the shared ones with this service's defaults, the shard databases,
+and idempotency keys."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from terrascale.common.settings import ServiceSettings, load_settings
+from terrascale.common.settings import load_settings
+from terrascale.common.sharding import ShardedServiceSettings
 
 
-class PostSettings(ServiceSettings):
+class PostSettings(ShardedServiceSettings):
     service_name: ClassVar[str] = "post-service"
     otel_service_name: str = "post-service"
     postgres_db: str = "terrascale_posts"

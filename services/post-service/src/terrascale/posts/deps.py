@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
 
-from terrascale.common.deps import SessionDep
 from terrascale.common.ids import MAX_ID
+from terrascale.common.sharding import ShardedDatabases
 from terrascale.posts.cache import PostCache
 from terrascale.posts.config import PostSettings
-from terrascale.posts.repository import KnownUserRepository, PostRepository
 from terrascale.posts.schemas import IDEMPOTENCY_KEY_PATTERN
-from terrascale.posts.service import AfterCommit
 
 # Dependencies are coroutines, even those that do no I/O: FastAPI runs a plain function in a
 # worker thread, a round trip that costs more than the function.
@@ -23,27 +20,8 @@ async def _settings(request: Request) -> PostSettings:
     return request.app.state.settings
 
 
-async def _after_commit() -> AsyncIterator[AfterCommit]:
-    work = AfterCommit()
-    yield work
-    # Reached only when the request succeeded: a failure (the commit's included) is raised
-    # at the yield instead, and the queued work is dropped with the transaction.
-    await work.run()
-
-
-# scope="function" like the session, so this runs before the response is sent.
-AfterCommitDep = Annotated[AfterCommit, Depends(_after_commit, scope="function")]
-
-
-async def _posts(after_commit: AfterCommitDep, session: SessionDep) -> PostRepository:
-    # Asking for the after-commit hooks before the session makes them set up first and torn
-    # down last: FastAPI closes dependencies in reverse, so they run after the commit.
-    del after_commit
-    return PostRepository(session)
-
-
-async def _users(session: SessionDep) -> KnownUserRepository:
-    return KnownUserRepository(session)
+async def _shards(request: Request) -> ShardedDatabases:
+    return request.app.state.shards
 
 
 async def _post_cache(request: Request) -> PostCache:
@@ -52,8 +30,8 @@ async def _post_cache(request: Request) -> PostCache:
 
 
 SettingsDep = Annotated[PostSettings, Depends(_settings)]
-PostRepositoryDep = Annotated[PostRepository, Depends(_posts)]
-KnownUserRepositoryDep = Annotated[KnownUserRepository, Depends(_users)]
+# The service opens its transactions itself: which database depends on the shard of the data.
+ShardsDep = Annotated[ShardedDatabases, Depends(_shards)]
 PostCacheDep = Annotated[PostCache, Depends(_post_cache)]
 PostIdPath = Annotated[
     int,

@@ -22,6 +22,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from terrascale.common.db import new_metadata
 from terrascale.common.events import define_outbox_tables
+from terrascale.common.resharding import ShardedTable
+from terrascale.common.sharding import define_ownership_table
 
 MAX_TEXT_LENGTH = 500
 
@@ -85,7 +87,8 @@ class PostIdempotencyKey(Base):
 
 class KnownUser(Base):
     """This service's copy of usernames, filled from ``user.created`` events, to resolve
-    mentions without asking the User Service on every post."""
+    mentions without asking the User Service on every post. Not sharded: it lives in the
+    service's own database."""
 
     __tablename__ = "known_user"
 
@@ -97,3 +100,12 @@ class KnownUser(Base):
 
 # The transactional outbox (events this service emits) and the inbox of processed events.
 define_outbox_tables(Base.metadata)
+# The logical shards this database owns (every shard database has the table).
+define_ownership_table(Base.metadata)
+
+# What a shard move copies: a post and its idempotency key live on the author's shard. The outbox
+# stays where it was written; its relay publishes it from there.
+SHARDED_TABLES = (
+    ShardedTable(Post.__table__, "author_id"),  # pyright: ignore[reportArgumentType]
+    ShardedTable(PostIdempotencyKey.__table__, "author_id"),  # pyright: ignore[reportArgumentType]
+)

@@ -15,13 +15,11 @@ from terrascale.common.ids import MAX_ID
 from terrascale.common.ratelimit import LimitWrites
 from terrascale.posts import service as post_service
 from terrascale.posts.deps import (
-    AfterCommitDep,
     IdempotencyKeyHeader,
-    KnownUserRepositoryDep,
     PostCacheDep,
     PostIdPath,
-    PostRepositoryDep,
     SettingsDep,
+    ShardsDep,
     UserIdPath,
 )
 from terrascale.posts.schemas import PostCreate, PostRead
@@ -70,18 +68,14 @@ async def create_post(
     body: PostCreate,
     author_id: CurrentUserId,
     response: Response,
-    posts: PostRepositoryDep,
-    users: KnownUserRepositoryDep,
+    shards: ShardsDep,
     cache: PostCacheDep,
-    after_commit: AfterCommitDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> PostRead:
     created = await post_service.create_post(
-        posts=posts,
-        users=users,
+        shards=shards,
         cache=cache,
-        after_commit=after_commit,
         author_id=author_id,
         text=body.text,
         reply_to=body.reply_to,
@@ -111,10 +105,10 @@ async def read_posts(
             description="Post ids in decimal, comma-separated or repeated: `ids=1,2,3`.",
         ),
     ],
-    posts: PostRepositoryDep,
+    shards: ShardsDep,
     cache: PostCacheDep,
 ) -> list[PostRead]:
-    return await post_service.get_posts(posts=posts, cache=cache, post_ids=_parse_ids(ids))
+    return await post_service.get_posts(shards=shards, cache=cache, post_ids=_parse_ids(ids))
 
 
 @router.get(
@@ -123,8 +117,8 @@ async def read_posts(
     responses=problem_responses(404, 422),
     operation_id="read_post",
 )
-async def read_post(post_id: PostIdPath, posts: PostRepositoryDep, cache: PostCacheDep) -> PostRead:
-    return await post_service.get_post(posts=posts, cache=cache, post_id=post_id)
+async def read_post(post_id: PostIdPath, shards: ShardsDep, cache: PostCacheDep) -> PostRead:
+    return await post_service.get_post(shards=shards, cache=cache, post_id=post_id)
 
 
 @router.delete(
@@ -139,13 +133,10 @@ async def read_post(post_id: PostIdPath, posts: PostRepositoryDep, cache: PostCa
 async def delete_post(
     post_id: PostIdPath,
     user_id: CurrentUserId,
-    posts: PostRepositoryDep,
+    shards: ShardsDep,
     cache: PostCacheDep,
-    after_commit: AfterCommitDep,
 ) -> None:
-    await post_service.delete_post(
-        posts=posts, cache=cache, after_commit=after_commit, post_id=post_id, user_id=user_id
-    )
+    await post_service.delete_post(shards=shards, cache=cache, post_id=post_id, user_id=user_id)
 
 
 @router.get(
@@ -174,14 +165,14 @@ async def read_user_posts(
     user_id: UserIdPath,
     request: Request,
     response: Response,
-    posts: PostRepositoryDep,
+    shards: ShardsDep,
     max_id: CursorQuery = None,
     since_id: CursorQuery = None,
     min_id: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
 ) -> list[PostRead]:
     page = await post_service.list_user_posts(
-        posts=posts, user_id=user_id, limit=limit, max_id=max_id, since_id=since_id, min_id=min_id
+        shards=shards, user_id=user_id, limit=limit, max_id=max_id, since_id=since_id, min_id=min_id
     )
     if link := _page_links(request, page, limit=limit):
         response.headers["Link"] = link

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from terrascale.common.auth import ForbiddenError
 from terrascale.common.events import PostCreated, PostDeleted
 from terrascale.common.ids import decode_id
+from terrascale.common.sharding import ShardedDatabases
 from terrascale.posts.cache import PostCache
 from terrascale.posts.errors import (
     IdempotencyKeyBusyError,
@@ -25,22 +26,6 @@ from terrascale.posts.text import extract
 
 # Two attempts: the second only runs if a key expired and was purged between our two statements.
 CLAIM_ATTEMPTS = 2
-
-
-class AfterCommit:
-    """Work to run once the request's transaction has committed, and only then: a cache write
-    for a change that might still roll back would serve data that never existed."""
-
-    def __init__(self) -> None:
-        self._work: list[Callable[[], Awaitable[None]]] = []
-
-    def add(self, work: Callable[[], Awaitable[None]]) -> None:
-        self._work.append(work)
-
-    async def run(self) -> None:
-        for work in self._work:
-            await work()
-        self._work.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,67 +51,73 @@ def request_digest(*, text: str, reply_to: int | None) -> bytes:
 
 async def create_post(
     *,
-    posts: PostRepository,
-    users: KnownUserRepository,
+    shards: ShardedDatabases,
     cache: PostCache,
-    after_commit: AfterCommit,
     author_id: int,
     text: str,
     reply_to: int | None,
     idempotency_key: str | None,
     idempotency_ttl: timedelta,
 ) -> CreatedPost:
-    """``text`` is already validated and NFC-normalised. With an idempotency key, the key is
-    claimed first, so a retry returns the original post even if the request would now fail."""
-    shard = decode_id(author_id).shard  # a post lives on its author's shard
-    post_id: int | None = None
-    if idempotency_key is not None:
-        claimed = await _claim_or_replay(
-            posts,
-            author_id=author_id,
-            key=idempotency_key,
-            digest=request_digest(text=text, reply_to=reply_to),
-            shard=shard,
-            ttl=idempotency_ttl,
-        )
-        if isinstance(claimed, CreatedPost):
-            return claimed
-        post_id = claimed
+    """``text`` is already validated and NFC-normalised. The post is written on its author's
+    shard, in one transaction with its event. With an idempotency key, the key is claimed
+    first, so a retry returns the original post even if the request would now fail."""
+    shard = decode_id(author_id).shard  # the post's id names its author's shard
+    async with shards.writing(author_id) as session:
+        posts = PostRepository(session)
+        post_id: int | None = None
+        if idempotency_key is not None:
+            claimed = await _claim_or_replay(
+                posts,
+                author_id=author_id,
+                key=idempotency_key,
+                digest=request_digest(text=text, reply_to=reply_to),
+                shard=shard,
+                ttl=idempotency_ttl,
+            )
+            if isinstance(claimed, CreatedPost):
+                return claimed
+            post_id = claimed
 
-    reply_to_author_id = None if reply_to is None else await posts.visible_author(reply_to)
-    if reply_to is not None and reply_to_author_id is None:
-        raise InvalidFieldError(
-            ("body", "reply_to"), f"No post with id {reply_to} exists (or it was deleted)."
-        )
-    entities = extract(text)
-    mentions = await resolve_mentions(users, entities.mentions)
-    post = await posts.insert(
-        post_id=post_id,
-        shard=shard,
-        author_id=author_id,
-        text=text,
-        reply_to=reply_to,
-        mentions=[mention.model_dump() for mention in mentions],
-        hashtags=entities.hashtags,
-        urls=entities.urls,
-    )
-    await posts.record(
-        PostCreated(
-            post_id=post.id,
+        reply_to_author_id = None if reply_to is None else await visible_author(shards, reply_to)
+        if reply_to is not None and reply_to_author_id is None:
+            raise InvalidFieldError(
+                ("body", "reply_to"), f"No post with id {reply_to} exists (or it was deleted)."
+            )
+        entities = extract(text)
+        mentions = await resolve_mentions(shards, entities.mentions)
+        post = await posts.insert(
+            post_id=post_id,
+            shard=shard,
             author_id=author_id,
             text=text,
             reply_to=reply_to,
-            reply_to_author_id=reply_to_author_id,
-            mention_ids=[mention.user_id for mention in mentions],
-            mention_usernames=[mention.username for mention in mentions],
+            mentions=[mention.model_dump() for mention in mentions],
             hashtags=entities.hashtags,
+            urls=entities.urls,
         )
-    )
+        await posts.record(
+            PostCreated(
+                post_id=post.id,
+                author_id=author_id,
+                text=text,
+                reply_to=reply_to,
+                reply_to_author_id=reply_to_author_id,
+                mention_ids=[mention.user_id for mention in mentions],
+                mention_usernames=[mention.username for mention in mentions],
+                hashtags=entities.hashtags,
+            )
+        )
     created = to_read(post)
-    # Timelines hydrate a new post right after post.created: have it in the cache by then.
-    entry = CachedPost(version=post.version, post=created)
-    after_commit.add(lambda: cache.store_many({post.id: entry}))
+    # Committed: timelines hydrate a new post right after post.created, so have it cached.
+    await cache.store_many({post.id: CachedPost(version=post.version, post=created)})
     return CreatedPost(post=created, replayed=False)
+
+
+async def visible_author(shards: ShardedDatabases, post_id: int) -> int | None:
+    """The author of a visible post, read on the post's own shard."""
+    async with shards.reading(post_id) as session:
+        return await PostRepository(session).visible_author(post_id)
 
 
 async def _claim_or_replay(
@@ -150,26 +141,32 @@ async def _claim_or_replay(
     raise IdempotencyKeyBusyError("This Idempotency-Key is being reclaimed; retry the request.")
 
 
-async def resolve_mentions(users: KnownUserRepository, usernames: Sequence[str]) -> list[Mention]:
-    """Known users in the order they were mentioned; unknown names stay plain text."""
+async def resolve_mentions(shards: ShardedDatabases, usernames: Sequence[str]) -> list[Mention]:
+    """Known users in the order they were mentioned; unknown names stay plain text. The
+    projection of users is not sharded: it lives in the service's own database."""
     if not usernames:
         return []
-    known = {user.username_lower: user for user in await users.find_by_usernames(usernames)}
+    async with shards.primary.session_factory() as session:
+        users = await KnownUserRepository(session).find_by_usernames(usernames)
+    known = {user.username_lower: user for user in users}
     found = (known.get(username.lower()) for username in usernames)
     return [Mention(user_id=user.id, username=user.username) for user in found if user]
 
 
 async def get_posts(
-    *, posts: PostRepository, cache: PostCache, post_ids: Sequence[int]
+    *, shards: ShardedDatabases, cache: PostCache, post_ids: Sequence[int]
 ) -> list[PostRead]:
     """Visible posts in the order asked, each once; unknown and deleted ids are left out. One
-    MGET, then one query for what the cache lacked, whose answers (tombstones for deleted posts
-    included) go back to the cache in one round trip."""
+    MGET, then one query per shard database for what the cache lacked (all at once), whose
+    answers (tombstones for deleted posts included) go back to the cache in one round trip."""
     wanted = list(dict.fromkeys(post_ids))
     entries = await cache.get_many(wanted)
     missing = [post_id for post_id in wanted if post_id not in entries]
     if missing:
-        fresh = {post.id: cache_entry(post) for post in await posts.get_many(missing)}
+        found = await shards.read_each(
+            missing, lambda session, ids: PostRepository(session).get_many(ids)
+        )
+        fresh = {post.id: cache_entry(post) for post in found}
         await cache.store_many(fresh)
         entries.update(fresh)
     return [
@@ -179,54 +176,52 @@ async def get_posts(
     ]
 
 
-async def get_post(*, posts: PostRepository, cache: PostCache, post_id: int) -> PostRead:
-    found = await get_posts(posts=posts, cache=cache, post_ids=[post_id])
+async def get_post(*, shards: ShardedDatabases, cache: PostCache, post_id: int) -> PostRead:
+    found = await get_posts(shards=shards, cache=cache, post_ids=[post_id])
     if not found:
         raise PostNotFoundError(f"No post has id {post_id}.")
     return found[0]
 
 
 async def delete_post(
-    *,
-    posts: PostRepository,
-    cache: PostCache,
-    after_commit: AfterCommit,
-    post_id: int,
-    user_id: int,
+    *, shards: ShardedDatabases, cache: PostCache, post_id: int, user_id: int
 ) -> None:
-    """Soft delete by the author. The cached copy is dropped now and replaced by a tombstone of
-    the new version after the commit, so no reader can cache the post again."""
-    post = await posts.soft_delete(post_id=post_id, author_id=user_id)
-    if post is None:
-        existing = await posts.get(post_id)
-        if existing is None or existing.deleted_at is not None:
-            raise PostNotFoundError(f"No post has id {post_id}.")
-        raise ForbiddenError("Only the author of a post can delete it.")
-    await posts.record(PostDeleted(post_id=post.id, author_id=post.author_id))
-    await cache.delete(post.id)
-    tombstone = cache_entry(post)
-    after_commit.add(lambda: cache.store_many({post.id: tombstone}))
+    """Soft delete by the author, on the post's shard. The cached copy is dropped before the
+    commit and replaced by a tombstone of the new version after it, so no reader can cache
+    the post again."""
+    async with shards.writing(post_id) as session:
+        posts = PostRepository(session)
+        post = await posts.soft_delete(post_id=post_id, author_id=user_id)
+        if post is None:
+            existing = await posts.get(post_id)
+            if existing is None or existing.deleted_at is not None:
+                raise PostNotFoundError(f"No post has id {post_id}.")
+            raise ForbiddenError("Only the author of a post can delete it.")
+        await posts.record(PostDeleted(post_id=post.id, author_id=post.author_id))
+        await cache.delete(post.id)
+    await cache.store_many({post.id: cache_entry(post)})
 
 
 async def list_user_posts(
     *,
-    posts: PostRepository,
+    shards: ShardedDatabases,
     user_id: int,
     limit: int,
     max_id: int | None = None,
     since_id: int | None = None,
     min_id: int | None = None,
 ) -> list[PostRead]:
-    page = await posts.timeline(
-        author_id=user_id, limit=limit, max_id=max_id, since_id=since_id, min_id=min_id
-    )
+    async with shards.reading(user_id) as session:
+        page = await PostRepository(session).timeline(
+            author_id=user_id, limit=limit, max_id=max_id, since_id=since_id, min_id=min_id
+        )
     return [to_read(post) for post in page]
 
 
 async def purge_expired_idempotency_keys(
     *, posts: PostRepository, ttl: timedelta, now: datetime | None = None, batch_size: int = 1000
 ) -> int:
-    """Delete one batch of keys older than ``ttl``; returns how many. (Expired keys are also
-    taken over by a new claim, so purging only reclaims space.)"""
+    """Delete one batch of keys older than ``ttl`` from one database; returns how many.
+    (Expired keys are also taken over by a new claim, so purging only reclaims space.)"""
     before = (now or datetime.now(UTC)) - ttl
     return await posts.purge_idempotency_keys(before=before, limit=batch_size)

@@ -349,7 +349,7 @@ async def measure(
     assert system.redis is not None  # noqa: S101 - the harness runs on the embedded servers
     assert system.signing_key_file is not None  # noqa: S101
     redis = Redis(host=system.redis.host, port=system.redis.port, decode_responses=True)
-    databases = [spec.database for spec in system.services]
+    databases = [name for spec in system.services for name in spec.databases]
     try:
         requests = 20_000 if args.quick else 200_000
         result.storage += ceilings.redis_ceilings(system.redis, requests)

@@ -123,7 +123,7 @@ async def run(args: argparse.Namespace, system: RunningSystem) -> tuple[list[rep
     assert system.signing_key_file is not None  # noqa: S101
     assert system.postgres_admin_url is not None  # noqa: S101
     admin_url = system.postgres_admin_url
-    databases = [spec.database for spec in system.services]
+    databases = [name for spec in system.services for name in spec.databases]
     redis = Redis(host=system.redis.host, port=system.redis.port)
     endpoints = Endpoints(
         user=system.base_url("user-service"),
@@ -183,7 +183,8 @@ async def run(args: argparse.Namespace, system: RunningSystem) -> tuple[list[rep
         say(f"events settled {time.monotonic() - started:.1f} s later; asking the oracle")
 
         stored = await evidence.stored_posts(
-            admin_url.set(database=system.spec("post-service").database), ledger.run_tag
+            [admin_url.set(database=name) for name in system.spec("post-service").databases],
+            ledger.run_tag,
         )
         notifications = await evidence.mention_notifications(
             admin_url.set(database=system.spec("notification-service").database),

@@ -18,22 +18,26 @@ from terrascale.chaos.oracle import StoredPost
 TIMELINE_PAGE = 40  # the Timeline Service's largest page
 
 
-async def stored_posts(posts_database: URL, run_tag: str) -> dict[str, list[StoredPost]]:
-    """Marker -> every stored post whose text starts with it (deleted ones included)."""
-    engine = create_async_engine(posts_database, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                text("SELECT id, author_id, text FROM post WHERE text LIKE :pattern"),
-                {"pattern": f"chaos{run_tag}n%"},
-            )
-            found: dict[str, list[StoredPost]] = {}
-            for post_id, author_id, body in rows:
-                marker = body.split(" ", 1)[0]
-                found.setdefault(marker, []).append(StoredPost(post_id, author_id))
-            return found
-    finally:
-        await engine.dispose()
+async def stored_posts(
+    posts_databases: Sequence[URL], run_tag: str
+) -> dict[str, list[StoredPost]]:
+    """Marker -> every stored post whose text starts with it (deleted ones included), from
+    every shard database of the Post Service: a post stored twice shows up twice."""
+    found: dict[str, list[StoredPost]] = {}
+    for database in posts_databases:
+        engine = create_async_engine(database, poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(
+                    text("SELECT id, author_id, text FROM post WHERE text LIKE :pattern"),
+                    {"pattern": f"chaos{run_tag}n%"},
+                )
+                for post_id, author_id, body in rows:
+                    marker = body.split(" ", 1)[0]
+                    found.setdefault(marker, []).append(StoredPost(post_id, author_id))
+        finally:
+            await engine.dispose()
+    return found
 
 
 async def mention_notifications(

@@ -78,15 +78,21 @@ async def ensure_database(admin_url: URL, name: str) -> None:
         await engine.dispose()
 
 
+# Every process's pools at their maximum, the post service's four shard databases included,
+# with room for psql and the harnesses' own connections.
+EMBEDDED_MAX_CONNECTIONS = 200
+
+
 def start_embedded_postgres(
     data_dir: Path, specs: Sequence[ServiceSpec], cleanup: ExitStack
 ) -> tuple[EmbeddedPostgres, URL]:
     say(f"starting embedded PostgreSQL (data in {data_dir})")
-    postgres = EmbeddedPostgres(data_dir)
+    postgres = EmbeddedPostgres(data_dir, max_connections=EMBEDDED_MAX_CONNECTIONS)
     cleanup.callback(postgres.stop)
     admin_url = postgres.start()
     for spec in specs:
-        asyncio.run(ensure_database(admin_url, spec.database))
+        for database in spec.databases:
+            asyncio.run(ensure_database(admin_url, database))
     return postgres, admin_url
 
 
@@ -152,6 +158,8 @@ def start_process(
         # One embedded server, one database per service.
         url = embedded_postgres.set(database=spec.database)
         service_env["DATABASE_URL"] = url.render_as_string(hide_password=False)
+        if spec.shard_databases:
+            service_env.setdefault("SHARD_DATABASES", ",".join(spec.shard_databases))
     say(f"starting {spec.name} {command}")
     # Own session: Ctrl-C reaches only the launcher, which then stops children in order.
     return subprocess.Popen(

@@ -17,6 +17,13 @@ class ServiceSpec:
     database: str
     has_worker: bool = False
     signs_tokens: bool = False  # only the signer gets the private key
+    # Further physical databases its logical shards are spread over (ADR 0013).
+    shard_databases: tuple[str, ...] = ()
+
+    @property
+    def databases(self) -> tuple[str, ...]:
+        """Its own database first, then its shard databases."""
+        return (self.database, *self.shard_databases)
 
     @property
     def worker_port(self) -> int:
@@ -33,7 +40,14 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("user-service", "terrascale.users", 5000, "terrascale_users", signs_tokens=True),
     ServiceSpec("graph-service", "terrascale.graph", 5001, "terrascale_graph", has_worker=True),
-    ServiceSpec("post-service", "terrascale.posts", 5002, "terrascale_posts", has_worker=True),
+    ServiceSpec(
+        "post-service",
+        "terrascale.posts",
+        5002,
+        "terrascale_posts",
+        has_worker=True,
+        shard_databases=("terrascale_posts_1", "terrascale_posts_2", "terrascale_posts_3"),
+    ),
     ServiceSpec(
         "timeline-service", "terrascale.timelines", 5003, "terrascale_timelines", has_worker=True
     ),
