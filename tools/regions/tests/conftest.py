@@ -18,14 +18,14 @@ from terrascale.common.embedded import EmbeddedValkey, RedisAddress
 from terrascale.common.keys import generate_private_key_pem
 from terrascale.common.testing.plugin import ServerAddresses, fresh_database
 from terrascale.launcher.cli import DURABLE_VALKEY
-from terrascale.regions.local import MIGRATIONS, LocalRegion, TwoRegions, migrate
+from terrascale.regions.local import DATABASES, LocalRegion, TwoRegions, migrate
 from terrascale.regions.replicator import Replicator
 
 
 def region_databases(stack: ExitStack, admin: URL, region: str) -> dict[str, URL]:
     databases = {
         name: stack.enter_context(fresh_database(admin, prefix=f"test_region_{region}_{name}"))
-        for name in MIGRATIONS
+        for name in DATABASES
     }
     migrate(databases)
     return databases

@@ -7,10 +7,20 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from terrascale.common.regions import MISDIRECTED_REQUEST, RegionMap
+from terrascale.common.sharding import default_owner, logical_shard
 from terrascale.common.testing.helpers import PROBLEM_JSON
-from terrascale.regions.local import DEMO_REGIONS, LocalRegion, TwoRegions, wait_for
+from terrascale.regions.local import (
+    DEMO_REGIONS,
+    POST_SHARD_DATABASE,
+    LocalRegion,
+    TwoRegions,
+    wait_for,
+)
 
 REPLICATION_SECONDS = 30
 SHARDS = RegionMap.parse(DEMO_REGIONS, "eu")
@@ -48,6 +58,20 @@ async def post(regions: TwoRegions, region: LocalRegion, author_id: int, text: s
     return response.json()["id"]
 
 
+async def databases_holding(region: LocalRegion, post_id: int) -> list[str]:
+    found = []
+    for name in ("posts", POST_SHARD_DATABASE):
+        engine = create_async_engine(region.databases[name], poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                statement = text("SELECT 1 FROM post WHERE id = :id")
+                if await connection.scalar(statement, {"id": post_id}):
+                    found.append(name)
+        finally:
+            await engine.dispose()
+    return found
+
+
 async def follow(regions: TwoRegions, region: LocalRegion, follower: int, followee: int) -> None:
     response = await region.clients["graph"].put(
         f"/users/{follower}/following/{followee}", headers=regions.auth(follower)
@@ -75,6 +99,9 @@ async def test_a_post_in_one_region_reaches_a_follower_in_the_other(
     assert page[0]["text"] == text
     assert page[0]["author"]["username"] == "ada_eu"  # hydrated from us's replica of ada
     assert page[0]["mentions"] == [{"user_id": str(bob), "username": "bob_us"}]
+    # The replica lives where a post of ada's would: on the database that owns her shard.
+    expected = ("posts", POST_SHARD_DATABASE)[default_owner(logical_shard(ada), 2)]
+    assert await databases_holding(us, int(post_id)) == [expected]
 
     # The follow reached ada's region too: her followers count it, and she is notified there.
     async def counted() -> bool:

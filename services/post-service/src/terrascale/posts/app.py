@@ -78,13 +78,15 @@ def create_worker(
         version=__version__,
         description=DESCRIPTION,
         routers=[],
+        # With regions the worker also stores replicated posts, on their authors' shards.
+        resources=[shard_databases(settings)] if settings.region_map is not None else [],
         background=[
             event_consumer(
                 events,
                 group=CONSUMER_GROUP,
                 categories=worker_categories(settings, CATEGORIES),
                 handler=lambda app: with_replicas(
-                    user_projection_handler(app.state.session_factory), app.state.session_factory
+                    user_projection_handler(app.state.session_factory), lambda: app.state.shards
                 ),
             )
         ],

@@ -34,7 +34,7 @@ from terrascale.common.events.redis_streams import StreamEntries
 from terrascale.common.keys import generate_private_key_pem
 from terrascale.common.testing.plugin import fresh_database
 from terrascale.launcher.cli import DURABLE_VALKEY
-from terrascale.regions.local import MIGRATIONS, LocalRegion, TwoRegions, migrate, wait_for
+from terrascale.regions.local import DATABASES, LocalRegion, TwoRegions, migrate, wait_for
 from terrascale.regions.replicator import Replicator
 
 POLL_SECONDS = 0.02
@@ -250,7 +250,7 @@ def run_figures(
         for region in ("eu", "us"):
             databases[region] = {
                 name: stack.enter_context(fresh_database(admin, prefix=f"regions_{region}_{name}"))
-                for name in MIGRATIONS
+                for name in DATABASES
             }
             migrate(databases[region])
         eu_valkey = EmbeddedValkey(folder / "valkey", persist=True, config=DURABLE_VALKEY)

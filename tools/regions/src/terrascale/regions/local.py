@@ -48,14 +48,16 @@ MIGRATIONS: Mapping[str, str] = {
     "notifications": NOTIFICATION_MIGRATIONS,
 }
 DEMO_REGIONS = "eu=0-511,us=512-1023"
+# A region's second Post Service database: posts are sharded over it and "posts".
+POST_SHARD_DATABASE = "posts_shard1"
+DATABASES = (*MIGRATIONS, POST_SHARD_DATABASE)
 
 
 def migrate(databases: Mapping[str, URL]) -> None:
-    """Apply every service's migrations to its database (blocking: Alembic runs its own loop)."""
-    for name, location in MIGRATIONS.items():
-        command.upgrade(
-            alembic_config(script_location=location, database_url=databases[name]), "head"
-        )
+    """Apply every service's migrations to its databases (blocking: Alembic runs its own loop)."""
+    for name, url in databases.items():
+        location = POST_MIGRATIONS if name == POST_SHARD_DATABASE else MIGRATIONS[name]
+        command.upgrade(alembic_config(script_location=location, database_url=url), "head")
 
 
 @dataclass
@@ -99,7 +101,9 @@ class LocalRegion:
             "jwt_public_key": public_key_pem(load_private_key(self.private_key_pem)),
             "log_level": self.log_level,
             "db_pool_size": self.db_pool_size,
-            "db_max_overflow": 1,
+            # Overflow closes when returned; a post write holds its shard's transaction while
+            # it reads the user projection and a replied-to post on other connections.
+            "db_max_overflow": 3,
             "user_service_url": self.url("users"),
             "post_service_url": self.url("posts"),
             "rate_limit_writes_per_minute": 0,
@@ -114,7 +118,12 @@ class LocalRegion:
             self._settings("users") | {"jwt_private_key": self.private_key_pem}
         )
         graph = GraphSettings.model_validate(self._settings("graph"))
-        posts = PostSettings.model_validate(self._settings("posts"))
+        shards = [
+            url.render_as_string(hide_password=False)
+            for name, url in self.databases.items()
+            if name == POST_SHARD_DATABASE
+        ]
+        posts = PostSettings.model_validate(self._settings("posts") | {"shard_databases": shards})
         timelines = TimelineSettings.model_validate(self._settings("timelines"))
         notifications = NotificationSettings.model_validate(self._settings("notifications"))
         apps = {
