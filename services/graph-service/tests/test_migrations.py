@@ -31,6 +31,7 @@ TABLES = {
     "known_user",
     "outbox_event",
     "processed_event",
+    "shard_ownership",
 }
 
 
@@ -39,6 +40,8 @@ def test_upgrade_downgrade_upgrade(test_servers: ServerAddresses) -> None:
         config = alembic_config(script_location=SCRIPT_LOCATION, database_url=url)
         command.upgrade(config, "head")
         assert asyncio.run(list_tables(url)) == TABLES
+        command.downgrade(config, "0001")
+        assert asyncio.run(list_tables(url)) == TABLES - {"shard_ownership"}
         command.downgrade(config, "base")
         assert asyncio.run(list_tables(url)) == {"alembic_version"}
         command.upgrade(config, "head")

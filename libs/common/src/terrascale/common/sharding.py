@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, TypeVar
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
+from fastapi import FastAPI
 from pydantic import Field, field_validator
 from sqlalchemy import BigInteger, Column, MetaData, SmallInteger, Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,7 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from terrascale.common.db import create_engine, create_session_factory, transaction
+from terrascale.common.db import create_engine, create_session_factory, ping, transaction
 from terrascale.common.errors import AppError
 from terrascale.common.ids import SEQUENCE_BITS
 from terrascale.common.logging import get_logger
@@ -337,3 +339,38 @@ def open_sharded_databases(
             ShardDatabase(index, url.database or "", engine, create_session_factory(engine))
         )
     return ShardedDatabases(databases)
+
+
+def shard_databases(
+    settings: ShardedServiceSettings,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """An app resource: every shard database on ``app.state.shards``, the shard map loaded
+    (placed first on a fresh deployment), and each further database in the readiness check."""
+
+    @asynccontextmanager
+    async def open_shards(app: FastAPI) -> AsyncGenerator[None]:
+        shards = open_sharded_databases(settings, app.state.engine)
+        try:
+            await shards.start()
+        except Exception as exc:  # noqa: BLE001 - a database down: the refresher retries
+            logger.warning("shard map not loaded; retrying in the background", error=repr(exc))
+        app.state.shards = shards
+        for database in shards.databases[1:]:
+            app.state.readiness_checks[f"postgres:{database.name}"] = partial(ping, database.engine)
+        try:
+            yield
+        finally:
+            await shards.close()
+
+    return open_shards
+
+
+def shard_map_refresher(
+    settings: ShardedServiceSettings,
+) -> Callable[[FastAPI, asyncio.Event], Coroutine[Any, Any, None]]:
+    """Background work: keep ``app.state.shards``'s map current."""
+
+    async def run(app: FastAPI, stop: asyncio.Event) -> None:
+        await app.state.shards.refresh_until(stop, settings.shard_map_refresh_seconds)
+
+    return run

@@ -13,19 +13,20 @@ from terrascale.common.app import create_service_app
 from terrascale.common.background import event_consumer, outbox_relay
 from terrascale.common.events import EventSettings, load_event_settings
 from terrascale.common.logging import get_logger
+from terrascale.common.sharding import shard_databases, shard_map_refresher
 from terrascale.graph import __version__
 from terrascale.graph.config import GraphSettings, get_settings
-from terrascale.graph.consumer import CATEGORIES, CONSUMER_GROUP, user_events_handler
+from terrascale.graph.consumer import CATEGORIES, CONSUMER_GROUP, graph_events_handler
 from terrascale.graph.directory import UserDirectory
-from terrascale.graph.replication import with_replicas, worker_categories
+from terrascale.graph.replication import with_replicas
 from terrascale.graph.router import router as graph_router
 
 logger = get_logger(__name__)
 
 DESCRIPTION = """\
-Who follows whom in TerraScale. Follows are stored in both directions, so both lists are one
-index range scan; counts are kept exact in the transaction of each change. Lists are newest
-first with opaque cursors (`next_cursor`, and a `Link: rel="next"` header). Following and
+Who follows whom in TerraScale. Follows are stored in both directions, each on its owner's
+shard, so both lists are one index range scan; counts are kept exact with each change. Lists are
+newest first with opaque cursors (`next_cursor`, and a `Link: rel="next"` header). Following and
 unfollowing need the signed-in user's access token; reads are public. Ids are 64-bit and sent as
 strings. Errors are RFC 9457 `application/problem+json` documents.
 """
@@ -42,7 +43,11 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         routers=[graph_router],
-        background=[outbox_relay(events)],
+        resources=[shard_databases(settings)],
+        background=[
+            shard_map_refresher(settings),
+            outbox_relay(events, engines=lambda app: app.state.shards.engines),
+        ],
     )
     _open_user_directory(app, settings)
     if settings.jwt_public_key is None:  # after the factory has configured logging
@@ -56,24 +61,28 @@ def create_app(
 def create_worker(
     settings: GraphSettings | None = None, events: EventSettings | None = None
 ) -> FastAPI:
-    """The app whose lifespan runs the ``user.created`` consumer (``terrascale-graph worker``)."""
+    """The app whose lifespan runs the event consumer (``terrascale-graph worker``): the user
+    projection, and the followee's side of every follow change."""
     settings = settings or get_settings()
     events = events or load_event_settings()
     return create_service_app(
         settings=settings,
         title="TerraScale Graph Service worker",
         version=__version__,
-        description="Consumes user events into the known_user projection.",
+        description="Consumes user events into the known_user projection and keeps the "
+        "followee's side of each follow in step.",
         routers=[],
+        resources=[shard_databases(settings)],
         background=[
+            shard_map_refresher(settings),
             event_consumer(
                 events,
                 group=CONSUMER_GROUP,
-                categories=worker_categories(settings, CATEGORIES),
+                categories=CATEGORIES,
                 handler=lambda app: with_replicas(
-                    user_events_handler(app.state.session_factory), app.state.session_factory
+                    graph_events_handler(app.state.shards), lambda: app.state.shards
                 ),
-            )
+            ),
         ],
     )
 

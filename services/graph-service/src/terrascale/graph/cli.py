@@ -1,5 +1,5 @@
-"""``terrascale-graph``: migrate, serve, start (both) or run the event worker of the Graph
-Service."""
+"""``terrascale-graph``: migrate, serve, start (both), run the event worker, show the shard map
+or move a shard of the Graph Service."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ from terrascale.common.cli import run_service_cli
 from terrascale.common.migrations import alembic_config as build_alembic_config
 from terrascale.graph.app import create_app, create_worker
 from terrascale.graph.config import GraphSettings, get_settings
+from terrascale.graph.models import SHARDED_TABLES
 
 SCRIPT_LOCATION = "terrascale.graph:migrations"
 
 
-def alembic_config(settings: GraphSettings) -> Config:
-    return build_alembic_config(
-        script_location=SCRIPT_LOCATION, database_url=settings.sqlalchemy_url
-    )
+def alembic_config(settings: GraphSettings) -> list[Config]:
+    """One per shard database: every one has the whole schema."""
+    return [
+        build_alembic_config(script_location=SCRIPT_LOCATION, database_url=url)
+        for url in settings.shard_database_urls
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,5 +31,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         create_app=create_app,
         alembic_config=alembic_config,
         create_worker=create_worker,
+        sharded_tables=SHARDED_TABLES,
         argv=argv,
     )

@@ -8,10 +8,11 @@ from typing import Annotated, ClassVar
 
 from pydantic import AnyHttpUrl, Field
 
-from terrascale.common.settings import ServiceSettings, load_settings
+from terrascale.common.settings import load_settings
+from terrascale.common.sharding import ShardedServiceSettings
 
 
-class GraphSettings(ServiceSettings):
+class GraphSettings(ShardedServiceSettings):
     service_name: ClassVar[str] = "graph-service"
     otel_service_name: str = "graph-service"
     postgres_db: str = "terrascale_graph"

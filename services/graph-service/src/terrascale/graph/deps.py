@@ -6,29 +6,24 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
-from terrascale.common.deps import SessionDep
 from terrascale.common.ids import MAX_ID
+from terrascale.common.sharding import ShardedDatabases
 from terrascale.graph.directory import UserDirectory
-from terrascale.graph.repository import FollowRepository, KnownUserRepository
 
 DEFAULT_PAGE_SIZE = 40
 MAX_PAGE_SIZE = 200
 
 
-async def _follows(session: SessionDep) -> FollowRepository:
-    return FollowRepository(session)
-
-
-async def _known_users(session: SessionDep) -> KnownUserRepository:
-    return KnownUserRepository(session)
+async def _shards(request: Request) -> ShardedDatabases:
+    return request.app.state.shards
 
 
 async def _directory(request: Request) -> UserDirectory:
     return request.app.state.user_directory
 
 
-FollowRepositoryDep = Annotated[FollowRepository, Depends(_follows)]
-KnownUserRepositoryDep = Annotated[KnownUserRepository, Depends(_known_users)]
+# The service opens its transactions itself: which database depends on the shard of the data.
+ShardsDep = Annotated[ShardedDatabases, Depends(_shards)]
 UserDirectoryDep = Annotated[UserDirectory, Depends(_directory)]
 
 

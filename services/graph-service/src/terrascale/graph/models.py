@@ -15,6 +15,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from terrascale.common.db import new_metadata
 from terrascale.common.events import define_outbox_tables
+from terrascale.common.resharding import ShardedTable
+from terrascale.common.sharding import define_ownership_table
 
 
 class Base(DeclarativeBase):
@@ -24,7 +26,8 @@ class Base(DeclarativeBase):
 
 
 class FollowingEdge(Base):
-    """``follower_id`` follows ``followee_id``: the follower's "following" list."""
+    """``follower_id`` follows ``followee_id``: the follower's "following" list, on the
+    follower's shard. The truth: a follow exists when this row does."""
 
     __tablename__ = "following_edge"
 
@@ -39,7 +42,8 @@ class FollowingEdge(Base):
 
 
 class FollowerEdge(Base):
-    """``follower_id`` follows ``followee_id``: the followee's "followers" list."""
+    """``follower_id`` follows ``followee_id``: the followee's "followers" list, on the
+    followee's shard, kept in step with ``FollowingEdge`` (``service.mirror_follows``)."""
 
     __tablename__ = "follower_edge"
 
@@ -53,8 +57,9 @@ class FollowerEdge(Base):
 
 
 class FollowCount(Base):
-    """Counters kept in the transaction that inserts or deletes an edge, so they stay exact
-    without counting rows on every read."""
+    """Counters on the user's shard, each kept in the transaction that inserts or deletes an
+    edge of that user's (``following`` with the follower's row, ``followers`` with the
+    followee's), so they stay exact without counting rows on every read."""
 
     __tablename__ = "follow_count"
 
@@ -82,3 +87,14 @@ class KnownUser(Base):
 
 # The transactional outbox (events this service emits) and the inbox of processed events.
 define_outbox_tables(Base.metadata)
+
+# The logical shards this database owns (every shard database has the table).
+define_ownership_table(Base.metadata)
+
+# What a shard move copies: every row lives on its owner's shard. ``known_user`` is not sharded:
+# it lives in the service's own database.
+SHARDED_TABLES = (
+    ShardedTable(FollowingEdge.__table__, "follower_id"),  # pyright: ignore[reportArgumentType]
+    ShardedTable(FollowerEdge.__table__, "followee_id"),  # pyright: ignore[reportArgumentType]
+    ShardedTable(FollowCount.__table__, "user_id"),  # pyright: ignore[reportArgumentType]
+)

@@ -1,58 +1,51 @@
 """Replicas of follows made in other regions, from the ``follow.*`` events the replicator copies
-here (docs/regions.md): a follow is written in the follower's home region, and the followee's
-region needs the edge too, for its followers list and counts. Applying a replica writes the same
-rows a local follow does, but no event: the follow was announced in its own region already."""
+here (docs/regions.md). A follow is written in the follower's home region; the followee's region
+needs it too (followers list, counts). Here the replica is written as the follower's side, on
+the follower's shard, exactly as a local follow writes it but without an event (it was announced
+at home); the worker's usual step then brings the followee's side in step from it."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from collections.abc import Callable
 
 from terrascale.common.events import (
     Envelope,
     FollowCreated,
     FollowDeleted,
     Handler,
-    idempotent_handler,
+    mark_processed_once,
 )
-from terrascale.common.settings import ServiceSettings
+from terrascale.common.sharding import ShardedDatabases
 from terrascale.graph.repository import FollowRepository
 
 CONSUMER_GROUP = "graph-service"
-REPLICATED_CATEGORIES = ("follow",)
 
 
-async def apply_replicated_follow(session: AsyncSession, envelope: Envelope) -> None:
-    follows = FollowRepository(session)
+async def apply_replicated_follow(shards: ShardedDatabases, envelope: Envelope) -> None:
+    """Once per event id (the inbox row commits with the follower's side): a duplicate of an
+    old ``follow.created`` must not bring back a follow deleted since."""
     data = envelope.payload()
-    if isinstance(data, FollowCreated):
+    if not isinstance(data, FollowCreated | FollowDeleted):
+        return
+    async with shards.writing(data.follower_id) as session:
+        if not await mark_processed_once(session, group=CONSUMER_GROUP, event_id=envelope.id):
+            return
+        follows = FollowRepository(session)
         edge = {"follower_id": data.follower_id, "followee_id": data.followee_id}
-        if await follows.insert(**edge):
-            await follows.count(**edge, delta=1)
-    elif isinstance(data, FollowDeleted):
-        edge = {"follower_id": data.follower_id, "followee_id": data.followee_id}
-        if await follows.delete(**edge):
-            await follows.count(**edge, delta=-1)
+        if isinstance(data, FollowCreated):
+            if await follows.insert(**edge):
+                await follows.count(data.follower_id, following=1)
+        elif await follows.delete(**edge):
+            await follows.count(data.follower_id, following=-1)
 
 
-def worker_categories(settings: ServiceSettings, categories: tuple[str, ...]) -> tuple[str, ...]:
-    """The worker's categories, with ``follow`` when there are other regions to replicate."""
-    if settings.region_map is None:
-        return categories
-    return (*categories, *REPLICATED_CATEGORIES)
-
-
-def with_replicas(handler: Handler, session_factory: async_sessionmaker[AsyncSession]) -> Handler:
-    """``handler``, plus replicated follows applied once each (inbox). This region's own follow
-    events come back to the worker too, and are acknowledged untouched."""
-    apply_once = idempotent_handler(
-        session_factory, group=CONSUMER_GROUP, apply=apply_replicated_follow
-    )
+def with_replicas(handler: Handler, shards: Callable[[], ShardedDatabases]) -> Handler:
+    """``handler``, with a replicated follow change written as the follower's side first, so
+    that ``handler``'s mirroring copies it to the followee's side."""
 
     async def handle(envelope: Envelope) -> None:
-        if envelope.category in REPLICATED_CATEGORIES:
-            if envelope.replicated_from is not None:
-                await apply_once(envelope)
-            return
+        if envelope.category == "follow" and envelope.replicated_from is not None:
+            await apply_replicated_follow(shards(), envelope)
         await handler(envelope)
 
     return handle

@@ -11,7 +11,7 @@ from sqlalchemy import (
     Result,
     delete,
     exists,
-    insert,
+    func,
     literal,
     select,
     tuple_,
@@ -32,44 +32,77 @@ class FollowRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    # The follower's side, on the follower's shard: the truth about who follows whom.
+
     async def insert(self, *, follower_id: int, followee_id: int) -> bool:
-        """Store the follow in both directions; False (and nothing written) when it already
-        existed. Of concurrent identical follows the primary key lets exactly one in."""
+        """Store the follow; False (and nothing written) when it already existed. Of concurrent
+        identical follows the primary key lets exactly one in."""
         created_at = await self.session.scalar(
             pg_insert(FollowingEdge)
             .values(follower_id=follower_id, followee_id=followee_id)
             .on_conflict_do_nothing(index_elements=["follower_id", "followee_id"])
             .returning(FollowingEdge.created_at)
         )
-        if created_at is None:
-            return False
-        await self.session.execute(
-            insert(FollowerEdge).values(
-                followee_id=followee_id, follower_id=follower_id, created_at=created_at
-            )
-        )
-        return True
+        return created_at is not None
 
     async def insert_many(self, *, follower_id: int, followee_ids: Sequence[int]) -> list[int]:
-        """``insert`` for several followees in two statements; returns the followees whose
+        """``insert`` for several followees in one statement; returns the followees whose
         follow is new, in the order given."""
-        new_edges = await self.session.execute(
+        new_edges = await self.session.scalars(
             pg_insert(FollowingEdge)
             .values([{"follower_id": follower_id, "followee_id": f} for f in followee_ids])
             .on_conflict_do_nothing(index_elements=["follower_id", "followee_id"])
-            .returning(FollowingEdge.followee_id, FollowingEdge.created_at)
+            .returning(FollowingEdge.followee_id)
         )
-        created = dict(new_edges.tuples().all())
-        if created:
-            await self.session.execute(
-                insert(FollowerEdge).values(
-                    [
-                        {"followee_id": f, "follower_id": follower_id, "created_at": at}
-                        for f, at in created.items()
-                    ]
-                )
-            )
+        created = set(new_edges)
         return [followee_id for followee_id in followee_ids if followee_id in created]
+
+    async def delete(self, *, follower_id: int, followee_id: int) -> bool:
+        """Remove the follow; False when there was none."""
+        deleted = await self.session.scalar(
+            delete(FollowingEdge)
+            .where(
+                FollowingEdge.follower_id == follower_id, FollowingEdge.followee_id == followee_id
+            )
+            .returning(FollowingEdge.created_at)
+        )
+        return deleted is not None
+
+    async def followed_since(self, *, follower_id: int, followee_id: int) -> datetime | None:
+        """When the follow began, or None when there is none."""
+        return await self.session.scalar(
+            select(FollowingEdge.created_at).where(
+                FollowingEdge.follower_id == follower_id, FollowingEdge.followee_id == followee_id
+            )
+        )
+
+    # The followee's side, on the followee's shard: a copy of the truth, kept in step.
+
+    async def lock_pair(self, *, follower_id: int, followee_id: int) -> None:
+        """Until this transaction ends, no other one updates this pair's followee side: each
+        reads the truth after this lock, so the last to run leaves the latest truth."""
+        await self.session.execute(
+            select(
+                func.pg_advisory_xact_lock(func.hashtextextended(f"{follower_id}>{followee_id}", 0))
+            )
+        )
+
+    async def add_follower(self, *, followee_id: int, follower_id: int, since: datetime) -> bool:
+        inserted = await self.session.scalar(
+            pg_insert(FollowerEdge)
+            .values(followee_id=followee_id, follower_id=follower_id, created_at=since)
+            .on_conflict_do_nothing(index_elements=["followee_id", "follower_id"])
+            .returning(FollowerEdge.follower_id)
+        )
+        return inserted is not None
+
+    async def remove_follower(self, *, followee_id: int, follower_id: int) -> bool:
+        deleted = await self.session.scalar(
+            delete(FollowerEdge)
+            .where(FollowerEdge.followee_id == followee_id, FollowerEdge.follower_id == follower_id)
+            .returning(FollowerEdge.follower_id)
+        )
+        return deleted is not None
 
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> set[int]:
         """Which of ``candidates`` follow ``user_id`` (rows ``user_id`` owns)."""
@@ -78,56 +111,24 @@ class FollowRepository:
         )
         return set(await self.session.scalars(statement))
 
-    async def delete(self, *, follower_id: int, followee_id: int) -> bool:
-        """Remove the follow in both directions; False when there was none."""
-        deleted = await self.session.scalar(
-            delete(FollowingEdge)
-            .where(
-                FollowingEdge.follower_id == follower_id, FollowingEdge.followee_id == followee_id
-            )
-            .returning(FollowingEdge.created_at)
-        )
-        if deleted is None:
-            return False
-        await self.session.execute(
-            delete(FollowerEdge).where(
-                FollowerEdge.followee_id == followee_id, FollowerEdge.follower_id == follower_id
-            )
-        )
-        return True
-
-    async def count(self, *, follower_id: int, followee_id: int, delta: int) -> None:
-        """Adjust both counters by ``delta`` (only for an edge really inserted or deleted), rows
-        in id order: every transaction locks counter rows in the same order, so A-follows-B
-        racing B-follows-A cannot deadlock."""
-        changes = sorted(
-            [(follower_id, "following"), (followee_id, "followers")], key=lambda c: c[0]
-        )
-        if delta > 0:
-            await self.count_new_follows(follower_id=follower_id, followee_ids=[followee_id])
-            return
-        # A counted edge existed, so both rows do; an upsert would check a negative row first.
-        for user_id, column in changes:
-            counter = getattr(FollowCount, column)
+    async def count(self, user_id: int, *, followers: int = 0, following: int = 0) -> None:
+        """Adjust one user's counters (only for edges really inserted or deleted). Each
+        transaction changes one counter row, so none waits on another's in a cycle."""
+        if followers < 0 or following < 0:
+            # A counted edge existed, so the row does; an upsert would check a negative row first.
             await self.session.execute(
                 update(FollowCount)
                 .where(FollowCount.user_id == user_id)
-                .values({column: counter + delta})
+                .values(
+                    followers=FollowCount.followers + followers,
+                    following=FollowCount.following + following,
+                )
             )
-
-    async def count_new_follows(self, *, follower_id: int, followee_ids: Sequence[int]) -> None:
-        """Count edges just inserted: the follower follows ``len(followee_ids)`` more users, each
-        followee has one more follower. One multi-row upsert, rows in id order, so every
-        transaction locks counter rows in the same order and none can deadlock another; the
-        first follow creates a row."""
-        deltas: dict[int, tuple[int, int]] = dict.fromkeys(followee_ids, (1, 0))
-        deltas[follower_id] = (0, len(followee_ids))
-        rows = [
-            {"user_id": user_id, "followers": followers, "following": following}
-            for user_id, (followers, following) in sorted(deltas.items())
-        ]
-        statement = pg_insert(FollowCount).values(rows)
-        await self.session.execute(
+            return
+        statement = pg_insert(FollowCount).values(
+            user_id=user_id, followers=followers, following=following
+        )
+        await self.session.execute(  # the user's first edge creates the row
             statement.on_conflict_do_update(
                 index_elements=["user_id"],
                 set_={

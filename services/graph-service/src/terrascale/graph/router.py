@@ -13,9 +13,8 @@ from terrascale.graph import service as graph_service
 from terrascale.graph.deps import (
     DEFAULT_PAGE_SIZE,
     CursorQuery,
-    FollowRepositoryDep,
-    KnownUserRepositoryDep,
     LimitQuery,
+    ShardsDep,
     TargetIdPath,
     UserDirectoryDep,
     UserIdPath,
@@ -56,14 +55,12 @@ async def follow(
     user_id: UserIdPath,
     target_id: TargetIdPath,
     caller: CurrentUserId,
-    follows: FollowRepositoryDep,
-    known_users: KnownUserRepositoryDep,
+    shards: ShardsDep,
     directory: UserDirectoryDep,
 ) -> Relationship:
     _ensure_own_graph(caller, user_id)
     return await graph_service.follow(
-        follows=follows,
-        known_users=known_users,
+        shards=shards,
         directory=directory,
         user_id=user_id,
         target_id=target_id,
@@ -85,14 +82,12 @@ async def follow_many(
     user_id: UserIdPath,
     body: FollowMany,
     caller: CurrentUserId,
-    follows: FollowRepositoryDep,
-    known_users: KnownUserRepositoryDep,
+    shards: ShardsDep,
     directory: UserDirectoryDep,
 ) -> list[Relationship]:
     _ensure_own_graph(caller, user_id)
     return await graph_service.follow_many(
-        follows=follows,
-        known_users=known_users,
+        shards=shards,
         directory=directory,
         user_id=user_id,
         target_ids=body.user_ids,
@@ -112,14 +107,12 @@ async def unfollow(
     user_id: UserIdPath,
     target_id: TargetIdPath,
     caller: CurrentUserId,
-    follows: FollowRepositoryDep,
-    known_users: KnownUserRepositoryDep,
+    shards: ShardsDep,
     directory: UserDirectoryDep,
 ) -> Relationship:
     _ensure_own_graph(caller, user_id)
     return await graph_service.unfollow(
-        follows=follows,
-        known_users=known_users,
+        shards=shards,
         directory=directory,
         user_id=user_id,
         target_id=target_id,
@@ -137,12 +130,12 @@ async def list_followers(
     user_id: UserIdPath,
     request: Request,
     response: Response,
-    follows: FollowRepositoryDep,
+    shards: ShardsDep,
     limit: LimitQuery = DEFAULT_PAGE_SIZE,
     cursor: CursorQuery = None,
 ) -> FollowPage:
     page = await graph_service.list_followers(
-        follows=follows, user_id=user_id, limit=limit, cursor=cursor
+        shards=shards, user_id=user_id, limit=limit, cursor=cursor
     )
     _link_next_page(request, response, page)
     return page
@@ -159,12 +152,12 @@ async def list_following(
     user_id: UserIdPath,
     request: Request,
     response: Response,
-    follows: FollowRepositoryDep,
+    shards: ShardsDep,
     limit: LimitQuery = DEFAULT_PAGE_SIZE,
     cursor: CursorQuery = None,
 ) -> FollowPage:
     page = await graph_service.list_following(
-        follows=follows, user_id=user_id, limit=limit, cursor=cursor
+        shards=shards, user_id=user_id, limit=limit, cursor=cursor
     )
     _link_next_page(request, response, page)
     return page
@@ -177,9 +170,9 @@ async def list_following(
     operation_id="read_relationship",
 )
 async def read_relationship(
-    user_id: UserIdPath, other_id: TargetIdPath, follows: FollowRepositoryDep
+    user_id: UserIdPath, other_id: TargetIdPath, shards: ShardsDep
 ) -> Relationship:
-    return await graph_service.relationship(follows=follows, user_id=user_id, other_id=other_id)
+    return await graph_service.relationship(shards=shards, user_id=user_id, other_id=other_id)
 
 
 @router.get(
@@ -188,8 +181,8 @@ async def read_relationship(
     responses=problem_responses(422),
     operation_id="read_counts",
 )
-async def read_counts(user_id: UserIdPath, follows: FollowRepositoryDep) -> FollowCounts:
-    return await graph_service.counts(follows=follows, user_id=user_id)
+async def read_counts(user_id: UserIdPath, shards: ShardsDep) -> FollowCounts:
+    return await graph_service.counts(shards=shards, user_id=user_id)
 
 
 def _link_next_page(request: Request, response: Response, page: FollowPage) -> None:

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
 from datetime import timedelta
-from functools import partial
 
 from fastapi import FastAPI
 
-from terrascale.common.app import Resource, create_service_app
+from terrascale.common.app import create_service_app
 from terrascale.common.background import BackgroundWork, event_consumer, outbox_relay
-from terrascale.common.db import ping, transaction
+from terrascale.common.db import transaction
 from terrascale.common.events import EventSettings, load_event_settings
 from terrascale.common.logging import get_logger
-from terrascale.common.sharding import open_sharded_databases
+from terrascale.common.sharding import shard_databases, shard_map_refresher
 from terrascale.posts import __version__
 from terrascale.posts import service as post_service
 from terrascale.posts.config import PostSettings, get_settings
@@ -91,35 +88,6 @@ def create_worker(
             )
         ],
     )
-
-
-def shard_databases(settings: PostSettings) -> Resource:
-    """Every shard database on ``app.state.shards``, the shard map loaded (placed first on a
-    fresh deployment), and each database in the readiness check."""
-
-    @asynccontextmanager
-    async def open_shards(app: FastAPI) -> AsyncGenerator[None]:
-        shards = open_sharded_databases(settings, app.state.engine)
-        try:
-            await shards.start()
-        except Exception as exc:  # noqa: BLE001 - a database down: the refresher retries
-            logger.warning("shard map not loaded; retrying in the background", error=repr(exc))
-        app.state.shards = shards
-        for database in shards.databases[1:]:
-            app.state.readiness_checks[f"postgres:{database.name}"] = partial(ping, database.engine)
-        try:
-            yield
-        finally:
-            await shards.close()
-
-    return open_shards
-
-
-def shard_map_refresher(settings: PostSettings) -> BackgroundWork:
-    async def run(app: FastAPI, stop: asyncio.Event) -> None:
-        await app.state.shards.refresh_until(stop, settings.shard_map_refresh_seconds)
-
-    return run
 
 
 def idempotency_key_purger(settings: PostSettings) -> BackgroundWork:

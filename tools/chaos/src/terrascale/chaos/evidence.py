@@ -18,9 +18,7 @@ from terrascale.chaos.oracle import StoredPost
 TIMELINE_PAGE = 40  # the Timeline Service's largest page
 
 
-async def stored_posts(
-    posts_databases: Sequence[URL], run_tag: str
-) -> dict[str, list[StoredPost]]:
+async def stored_posts(posts_databases: Sequence[URL], run_tag: str) -> dict[str, list[StoredPost]]:
     """Marker -> every stored post whose text starts with it (deleted ones included), from
     every shard database of the Post Service: a post stored twice shows up twice."""
     found: dict[str, list[StoredPost]] = {}

@@ -39,7 +39,14 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("user-service", "terrascale.users", 5000, "terrascale_users", signs_tokens=True),
-    ServiceSpec("graph-service", "terrascale.graph", 5001, "terrascale_graph", has_worker=True),
+    ServiceSpec(
+        "graph-service",
+        "terrascale.graph",
+        5001,
+        "terrascale_graph",
+        has_worker=True,
+        shard_databases=("terrascale_graph_1", "terrascale_graph_2", "terrascale_graph_3"),
+    ),
     ServiceSpec(
         "post-service",
         "terrascale.posts",

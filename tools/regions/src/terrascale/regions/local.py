@@ -48,15 +48,17 @@ MIGRATIONS: Mapping[str, str] = {
     "notifications": NOTIFICATION_MIGRATIONS,
 }
 DEMO_REGIONS = "eu=0-511,us=512-1023"
-# A region's second Post Service database: posts are sharded over it and "posts".
-POST_SHARD_DATABASE = "posts_shard1"
-DATABASES = (*MIGRATIONS, POST_SHARD_DATABASE)
+# The sharded services' second databases: their shards are split between these and their own.
+SECOND_SHARD_DATABASES: Mapping[str, str] = {"posts": "posts_shard1", "graph": "graph_shard1"}
+POST_SHARD_DATABASE = SECOND_SHARD_DATABASES["posts"]
+DATABASES = (*MIGRATIONS, *SECOND_SHARD_DATABASES.values())
 
 
 def migrate(databases: Mapping[str, URL]) -> None:
     """Apply every service's migrations to its databases (blocking: Alembic runs its own loop)."""
+    service_of = {second: service for service, second in SECOND_SHARD_DATABASES.items()}
     for name, url in databases.items():
-        location = POST_MIGRATIONS if name == POST_SHARD_DATABASE else MIGRATIONS[name]
+        location = MIGRATIONS[service_of.get(name, name)]
         command.upgrade(alembic_config(script_location=location, database_url=url), "head")
 
 
@@ -112,18 +114,21 @@ class LocalRegion:
             "regions": self.regions,
         }
 
+    def _second_databases(self, service: str) -> list[str]:
+        second = self.databases.get(SECOND_SHARD_DATABASES[service])
+        return [] if second is None else [second.render_as_string(hide_password=False)]
+
     async def start(self) -> None:
         events = self.events
         users = UserSettings.model_validate(
             self._settings("users") | {"jwt_private_key": self.private_key_pem}
         )
-        graph = GraphSettings.model_validate(self._settings("graph"))
-        shards = [
-            url.render_as_string(hide_password=False)
-            for name, url in self.databases.items()
-            if name == POST_SHARD_DATABASE
-        ]
-        posts = PostSettings.model_validate(self._settings("posts") | {"shard_databases": shards})
+        graph = GraphSettings.model_validate(
+            self._settings("graph") | {"shard_databases": self._second_databases("graph")}
+        )
+        posts = PostSettings.model_validate(
+            self._settings("posts") | {"shard_databases": self._second_databases("posts")}
+        )
         timelines = TimelineSettings.model_validate(self._settings("timelines"))
         notifications = NotificationSettings.model_validate(self._settings("notifications"))
         apps = {
