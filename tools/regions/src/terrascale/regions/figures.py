@@ -119,7 +119,8 @@ async def _timeline(regions: TwoRegions, region: LocalRegion, user_id: int) -> s
     response = await region.clients["timelines"].get(
         "/timelines/home", params={"limit": 40}, headers=regions.auth(user_id)
     )
-    response.raise_for_status()
+    if response.is_error:
+        raise RuntimeError(f"home timeline in {region.name}: {response.text}")
     return {item["id"] for item in response.json()}
 
 

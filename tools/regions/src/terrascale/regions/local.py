@@ -103,9 +103,9 @@ class LocalRegion:
             "jwt_public_key": public_key_pem(load_private_key(self.private_key_pem)),
             "log_level": self.log_level,
             "db_pool_size": self.db_pool_size,
-            # Overflow closes when returned; a post write holds its shard's transaction while
-            # it reads the user projection and a replied-to post on other connections.
-            "db_max_overflow": 3,
+            # Overflow closes when returned. A post write holds its shard's transaction while
+            # it reads the user projection and a replied-to post: three at once, at most.
+            "db_max_overflow": 2,
             "user_service_url": self.url("users"),
             "post_service_url": self.url("posts"),
             "rate_limit_writes_per_minute": 0,
