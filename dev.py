@@ -6,6 +6,8 @@
     python3 dev.py check   lint, format check, type check and import contracts
     python3 dev.py bench   the load harness (DeathStarBench's workload; --quick, --help)
     python3 dev.py chaos   the fault-test harness: faults under load, then an oracle (--quick)
+    python3 dev.py regions two regions with replicators (ports 5300-5334); `regions figures`
+                           measures replication lag and outage catch-up
 
 It finds uv (or installs it into .tools/), installs the locked dependencies, then runs the command.
 Extra arguments are passed on, e.g. ``python3 dev.py test -k cache``.
@@ -29,6 +31,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "test": [["pytest"]],
     "bench": [["terrascale-bench"]],
     "chaos": [["terrascale-chaos"]],
+    "regions": [["terrascale-regions"]],
     "check": [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
@@ -65,7 +68,7 @@ def main(argv: list[str]) -> int:
         if subprocess.run([uv, "run", "--frozen", *step], cwd=ROOT, check=False).returncode:
             return 1
     last = [uv, "run", "--frozen", *steps[-1], *extra]
-    if name == "up":
+    if name in ("up", "regions"):
         # Hand over the process so Ctrl-C goes straight to the launcher.
         os.chdir(ROOT)
         os.execv(uv, last)

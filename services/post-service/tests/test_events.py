@@ -46,6 +46,7 @@ async def test_post_created_is_recorded_once_per_post(
         reply_to=int(parent["id"]),
         reply_to_author_id=author,  # the parent is the author's own post
         mention_ids=[ada_id],
+        mention_usernames=[ada],
         hashtags=["one", "two"],
     )
 

@@ -27,6 +27,7 @@ from terrascale.common.metrics import metrics_router
 from terrascale.common.middleware import RequestContextMiddleware
 from terrascale.common.overload import LoadShedder
 from terrascale.common.ratelimit import RateLimiter
+from terrascale.common.regions import MisdirectedWriteGuard
 from terrascale.common.security import (
     BodySizeLimitMiddleware,
     ProblemCORSMiddleware,
@@ -112,6 +113,8 @@ def create_service_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_allow_origins:  # none: no CORS headers, and a preflight is a 405
         app.add_middleware(ProblemCORSMiddleware, allow_origins=settings.cors_allow_origins)
+    if (regions := settings.region_map) is not None:
+        app.add_middleware(MisdirectedWriteGuard, regions=regions)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from terrascale.common.keys import load_public_key, read_key_file
+from terrascale.common.regions import RegionMap, RegionMapError
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
@@ -122,6 +123,15 @@ class ServiceSettings(BaseSettings):
         description="Origins browsers may call the API from; empty: no cross-origin access.",
     )
 
+    region: str | None = Field(
+        default=None,
+        description="The region this process serves (one of REGIONS); unset: a single region.",
+    )
+    regions: str | None = Field(
+        default=None,
+        description="Logical shards of each region, e.g. eu=0-511,us=512-1023 (docs/regions.md).",
+    )
+
     @field_validator("trusted_proxies", "cors_allow_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -171,6 +181,23 @@ class ServiceSettings(BaseSettings):
         if self.jwt_public_key is not None:
             load_public_key(self.jwt_public_key)  # raises ValueError naming the problem
         return self
+
+    @model_validator(mode="after")
+    def _check_regions(self) -> Self:
+        if (self.region is None) != (self.regions is None):
+            raise ValueError("REGION and REGIONS are set together, or neither")
+        try:
+            _ = self.region_map
+        except RegionMapError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    @property
+    def region_map(self) -> RegionMap | None:
+        """The split of shards between regions; None when this is the only region."""
+        if self.region is None or self.regions is None:
+            return None
+        return RegionMap.parse(self.regions, self.region)
 
     @property
     def sqlalchemy_url(self) -> URL:

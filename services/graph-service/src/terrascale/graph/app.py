@@ -18,6 +18,7 @@ from terrascale.graph import __version__
 from terrascale.graph.config import GraphSettings, get_settings
 from terrascale.graph.consumer import CATEGORIES, CONSUMER_GROUP, graph_events_handler
 from terrascale.graph.directory import UserDirectory
+from terrascale.graph.replication import with_replicas
 from terrascale.graph.router import router as graph_router
 
 logger = get_logger(__name__)
@@ -78,7 +79,9 @@ def create_worker(
                 events,
                 group=CONSUMER_GROUP,
                 categories=CATEGORIES,
-                handler=lambda app: graph_events_handler(app.state.shards),
+                handler=lambda app: with_replicas(
+                    graph_events_handler(app.state.shards), lambda: app.state.shards
+                ),
             ),
         ],
     )

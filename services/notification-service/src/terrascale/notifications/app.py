@@ -15,6 +15,7 @@ from terrascale.common.app import create_service_app
 from terrascale.common.background import event_consumer
 from terrascale.common.events import EventSettings, load_event_settings
 from terrascale.common.logging import get_logger
+from terrascale.common.regions import locality
 from terrascale.notifications import __version__
 from terrascale.notifications.config import NotificationSettings, get_settings
 from terrascale.notifications.consumer import (
@@ -84,6 +85,7 @@ def create_worker(
                 handler=lambda app: notification_events_handler(
                     app.state.session_factory,
                     WakeUpPublisher(app.state.redis, key_prefix=key_prefix),
+                    locality(settings.region_map),
                 ),
             )
         ],

@@ -19,6 +19,7 @@ from terrascale.posts import __version__
 from terrascale.posts import service as post_service
 from terrascale.posts.config import PostSettings, get_settings
 from terrascale.posts.consumer import CATEGORIES, CONSUMER_GROUP, user_projection_handler
+from terrascale.posts.replication import with_replicas, worker_categories
 from terrascale.posts.repository import PostRepository
 from terrascale.posts.router import router as posts_router
 
@@ -74,12 +75,16 @@ def create_worker(
         version=__version__,
         description=DESCRIPTION,
         routers=[],
+        # With regions the worker also stores replicated posts, on their authors' shards.
+        resources=[shard_databases(settings)] if settings.region_map is not None else [],
         background=[
             event_consumer(
                 events,
                 group=CONSUMER_GROUP,
-                categories=CATEGORIES,
-                handler=lambda app: user_projection_handler(app.state.session_factory),
+                categories=worker_categories(settings, CATEGORIES),
+                handler=lambda app: with_replicas(
+                    user_projection_handler(app.state.session_factory), lambda: app.state.shards
+                ),
             )
         ],
     )

@@ -113,6 +113,7 @@ async def create_post(
                 reply_to=reply_to,
                 reply_to_author_id=reply_to_author_id,
                 mention_ids=[mention.user_id for mention in mentions],
+                mention_usernames=[mention.username for mention in mentions],
                 hashtags=entities.hashtags,
             )
         )

@@ -15,6 +15,7 @@ from terrascale.common.background import event_consumer
 from terrascale.common.db import create_engine, create_session_factory
 from terrascale.common.events import EventSettings, load_event_settings
 from terrascale.common.logging import get_logger
+from terrascale.common.regions import locality
 from terrascale.timelines import __version__
 from terrascale.timelines.cache import HydrationCache
 from terrascale.timelines.config import TimelineSettings, get_settings
@@ -101,6 +102,7 @@ def _timelines(settings: TimelineSettings) -> Resource:
             ),
             celebrity_follower_threshold=settings.celebrity_follower_threshold,
             fanout_batch_size=settings.fanout_batch_size,
+            is_local=locality(settings.region_map),
         )
         try:
             yield

@@ -24,6 +24,7 @@ from terrascale.common.metrics import (
     TIMELINE_FANOUT_INSERTS,
     cache_lookup_counters,
 )
+from terrascale.common.regions import everyone_is_local
 from terrascale.timelines.cache import HydrationCache
 from terrascale.timelines.repository import TimelineRepository
 from terrascale.timelines.store import TimelineStore
@@ -59,6 +60,9 @@ class Timelines:
     cache: HydrationCache
     celebrity_follower_threshold: int
     fanout_batch_size: int
+    # With regions, followers homed elsewhere get the post in their own region's timelines
+    # (from the replicated event); here only local followers' timelines are written.
+    is_local: Callable[[int], bool] = everyone_is_local
 
     # -- events ------------------------------------------------------------------------------
 
@@ -135,6 +139,11 @@ class Timelines:
         """The window of the user's home timeline: their Redis timeline (rebuilt first if it is
         missing) merged with their celebrity followees' posts. Without Redis, the whole answer
         comes from the projections, slower but complete."""
+        if not self.is_local(user_id):
+            # Homed elsewhere: nothing fans out into a timeline kept here, so read the
+            # projections (the replicated follows and posts), as when Redis is down.
+            authors_of = await self._read(lambda timelines: timelines.home_page(user_id, window))
+            return Page(authors_of=authors_of, scanned=list(authors_of))
         try:
             stored = await self._stored_page(user_id, window)
         except RedisError as exc:
@@ -209,7 +218,8 @@ class Timelines:
                 )
             if not batch:
                 return
-            await apply(batch)
+            if local := [follower for follower in batch if self.is_local(follower)]:
+                await apply(local)
             if len(batch) < self.fanout_batch_size:
                 return
             after = batch[-1]

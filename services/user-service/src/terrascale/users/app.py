@@ -7,13 +7,14 @@ from pydantic import SecretStr
 
 from terrascale.common.app import create_service_app
 from terrascale.common.auth import AccessTokenIssuer
-from terrascale.common.background import outbox_relay
+from terrascale.common.background import BackgroundWork, event_consumer, outbox_relay
 from terrascale.common.events import EventSettings, load_event_settings
 from terrascale.common.keys import generate_private_key_pem
 from terrascale.common.logging import get_logger
 from terrascale.users import __version__
 from terrascale.users.auth_router import router as auth_router
 from terrascale.users.config import UserSettings, get_settings
+from terrascale.users.replication import CATEGORIES, CONSUMER_GROUP, replicated_users_handler
 from terrascale.users.router import router as users_router
 
 logger = get_logger(__name__)
@@ -53,7 +54,7 @@ def create_app(
         description=DESCRIPTION,
         routers=[users_router, auth_router],
         token_public_key=signing_key.public_key(),
-        background=[outbox_relay(events)],
+        background=[outbox_relay(events), *_replication(settings, events)],
     )
     app.state.token_issuer = AccessTokenIssuer(
         private_key=signing_key,
@@ -62,3 +63,20 @@ def create_app(
         ttl_seconds=settings.access_token_ttl_seconds,
     )
     return app
+
+
+def _replication(settings: UserSettings, events: EventSettings) -> list[BackgroundWork]:
+    """With regions, this service keeps replicas of the users homed elsewhere. It has no worker
+    process of its own, so the API processes consume (the group shares the partitions)."""
+    if settings.region_map is None:
+        return []
+    return [
+        event_consumer(
+            events,
+            group=CONSUMER_GROUP,
+            categories=CATEGORIES,
+            handler=lambda app: replicated_users_handler(
+                app.state.session_factory, app.state.cache
+            ),
+        )
+    ]

@@ -54,6 +54,26 @@ class UserRepository:
         )
         return (await self.session.scalars(statement)).one_or_none()
 
+    async def store_replica(self, *, user_id: int, username: str) -> bool:
+        """Keep a user homed in another region (no password: they sign in at home). False when
+        the id is known, or the name is taken here (two regions accepted it at once)."""
+        statement = (
+            pg_insert(UserAccount)
+            .values(id=user_id, username=username, password_hash=None)
+            .on_conflict_do_nothing()
+            .returning(UserAccount.id)
+        )
+        return (await self.session.scalar(statement)) is not None
+
+    async def update_replica(
+        self, user_id: int, *, display_name: str | None, bio: str | None
+    ) -> bool:
+        """Apply a profile change made in the user's home region; False if the user is unknown."""
+        return (
+            await self.update_profile(user_id, {"display_name": display_name, "bio": bio})
+            is not None
+        )
+
     async def record(self, event: EventData) -> None:
         """Queue an event in this transaction's outbox: it is published only if this commits."""
         await record_event(self.session, Envelope.wrap(event, source=UserSettings.service_name))

@@ -66,6 +66,7 @@ async def create_user(
         username=body.username,
         password=body.password.get_secret_value() if body.password else None,
         logical_shards=settings.logical_shards,
+        home_shards=None if settings.region_map is None else settings.region_map.local_shards,
     )
     response.headers["Location"] = f"{router.prefix}/{user.id}"
     return UserCreated(id=user.id, username=user.username)

@@ -18,9 +18,11 @@ from terrascale.users.repository import UserRepository
 from terrascale.users.schemas import CachedUser, UserPublic, UserRead
 
 
-def choose_shard(logical_shards: int) -> int:
-    """New users spread evenly over the logical shards; the shard is encoded in their id."""
-    return random.randrange(logical_shards)  # noqa: S311 - placement, not security
+def choose_shard(logical_shards: int, home_shards: range | None = None) -> int:
+    """New users spread evenly over the logical shards; the shard is encoded in their id. With
+    regions, only over this region's shards: the shard is what homes a user in a region."""
+    shards = range(logical_shards) if home_shards is None else home_shards
+    return random.choice(shards)  # noqa: S311 - placement, not security
 
 
 def user_cache_key(cache: Cache, user_id: int) -> str:
@@ -36,11 +38,18 @@ def cache_entry(user: UserAccount) -> str:
 
 
 async def create_user(
-    *, repository: UserRepository, username: str, password: str | None, logical_shards: int
+    *,
+    repository: UserRepository,
+    username: str,
+    password: str | None,
+    logical_shards: int,
+    home_shards: range | None = None,
 ) -> UserAccount:
     password_hash = None if password is None else await hash_password(password)
     user = await repository.insert_unless_taken(
-        username=username, shard=choose_shard(logical_shards), password_hash=password_hash
+        username=username,
+        shard=choose_shard(logical_shards, home_shards),
+        password_hash=password_hash,
     )
     if user is None:
         raise UsernameTakenError(f"The username {username!r} is already taken.")

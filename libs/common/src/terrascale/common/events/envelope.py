@@ -62,6 +62,11 @@ class Envelope(BaseModel):
     subject: str = Field(min_length=1, description="Aggregate id; the partition key.")
     data: dict[str, JsonValue]
     traceparent: str | None = None
+    replicated_from: str | None = Field(
+        default=None,
+        description="The region this event was produced in, set by the replicator that copied "
+        "it here; null for events produced in this region.",
+    )
 
     @field_validator("time")
     @classmethod

@@ -99,6 +99,9 @@ class PostCreated(EventData):
     # not look the parent up; None when there is no reply_to, or from an older producer.
     reply_to_author_id: Id | None = None
     mention_ids: list[Id] = Field(default_factory=list[Id])
+    # Optional (added without a new version): the mentioned usernames as resolved, in the order
+    # of mention_ids, so another region can store the post as written; None from older producers.
+    mention_usernames: list[str] | None = None
     hashtags: list[str] = Field(default_factory=list[str])
 
     @property

@@ -1,0 +1,1 @@
+"""Two regions on one machine: the replicator, the command that starts both, the figures."""
