@@ -34,9 +34,9 @@ async def apply_replicated_follow(shards: ShardedDatabases, envelope: Envelope) 
         edge = {"follower_id": data.follower_id, "followee_id": data.followee_id}
         if isinstance(data, FollowCreated):
             if await follows.insert(**edge):
-                await follows.count(data.follower_id, following=1)
+                await follows.count_following(data.follower_id, 1)
         elif await follows.delete(**edge):
-            await follows.count(data.follower_id, following=-1)
+            await follows.count_following(data.follower_id, -1)
 
 
 def with_replicas(handler: Handler, shards: Callable[[], ShardedDatabases]) -> Handler:

@@ -97,7 +97,11 @@ def up(*, data_dir: Path, regions: str) -> int:
                 f"timelines {system.base_url('timeline-service')}"
             )
         say("replicating eu <-> us; press Ctrl-C to stop everything")
-        processes = [item for system in systems.values() for item in system.processes]
+        processes = [
+            (f"{name} {spec.name}", process)
+            for name, system in systems.items()
+            for spec, process in system.processes
+        ]
         code = supervise(processes)
     say("stopped")
     return code
