@@ -79,9 +79,10 @@ async def ensure_database(admin_url: URL, name: str) -> None:
         await engine.dispose()
 
 
-# Every process's pools at their maximum, the post service's four shard databases included,
+# Every process's pools at their maximum, 34 pools of DB_POOL_SIZE + DB_MAX_OVERFLOW (204
+# connections: the Graph and Post Services have one pool per shard database in each process),
 # with room for psql and the harnesses' own connections.
-EMBEDDED_MAX_CONNECTIONS = 200
+EMBEDDED_MAX_CONNECTIONS = 250
 
 
 def start_embedded_postgres(
