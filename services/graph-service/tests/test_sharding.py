@@ -235,6 +235,7 @@ async def test_a_graph_shard_moves_while_follows_change_and_counts_stay_exact(
     await asyncio.sleep(0.3)
     stop.set()
     await asyncio.gather(*tasks)
+    print(report.to_text())  # the figures, with pytest -s
 
     assert failures == []
     assert report.tables["follower_edge"].rows > 0
