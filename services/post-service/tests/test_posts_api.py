@@ -45,7 +45,7 @@ async def test_banner_health_ready_and_docs(client: AsyncClient) -> None:
     assert ready.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
     spec = (await client.get("/openapi.json")).json()
     create_op = spec["paths"]["/posts"]["post"]
-    assert set(create_op["responses"]) == {"201", "400", "401", "409", "413", "422", "429"}
+    assert set(create_op["responses"]) == {"201", "400", "401", "409", "413", "422", "429", "503"}
     assert PROBLEM_JSON in create_op["responses"]["401"]["content"]
     post_schema = spec["components"]["schemas"]["PostRead"]["properties"]
     assert post_schema["id"]["type"] == "string"
