@@ -66,15 +66,20 @@ def call(
         return error.code, json.loads(error.read() or b"null")
 
 
-def wait_until_ready(process: subprocess.Popen[bytes], timeout: float) -> float:
+def wait_until_ready(
+    process: subprocess.Popen[bytes],
+    timeout: float,
+    ports: dict[str, int] = SERVICE_PORTS,
+    path: str = "/ready",
+) -> float:
     started = time.monotonic()
-    pending = dict(SERVICE_PORTS)
+    pending = dict(ports)
     while pending and time.monotonic() - started < timeout:
         if process.poll() is not None:
             raise SystemExit("smoke: the start command exited early")
         for name, port in list(pending.items()):
             try:
-                if call(f"http://127.0.0.1:{port}", "GET", "/ready")[0] == 200:
+                if call(f"http://127.0.0.1:{port}", "GET", path)[0] == 200:
                     del pending[name]
             except (urllib.error.URLError, ConnectionError):
                 pass
@@ -305,7 +310,9 @@ def main() -> int:
         gateway, base = start_gateway(data_dir)
         token = social_flow(base)
         check_web_client(base)
-        check_web_client(f"http://127.0.0.1:{web_port}")  # the start command's own gateway
+        # The start command's own gateway starts after the workers: it may still be starting.
+        wait_until_ready(process, timeout=60, ports={"the start gateway": web_port}, path="/health")
+        check_web_client(f"http://127.0.0.1:{web_port}")
         for name, port in SERVICE_PORTS.items():
             print(f"smoke: schemathesis against {name}", flush=True)
             subprocess.run(schemathesis_command(name, port, token), cwd=ROOT, check=True)
