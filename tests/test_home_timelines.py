@@ -33,7 +33,8 @@ CELEBRITY_THRESHOLD = 60  # Reed98's degrees reach 313: dozens of authors are ab
 CONCURRENCY = 24
 SETTLE_SECONDS = 120
 # The import makes 37,624 follow events, each handled by the graph and timeline workers, all in
-# this one process: about 300 handlings a second here, far fewer under coverage on a busy CI box.
+# this one process: about 300 handlings a second without coverage; under coverage in the full
+# suite, quiesce's default 600 s was not enough.
 IMPORT_DRAIN_SECONDS = 1200
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
