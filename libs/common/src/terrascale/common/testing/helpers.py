@@ -87,6 +87,10 @@ async def serve_over_http(app: FastAPI, *, port: int | None = None) -> AsyncGene
         log_config=None,
         access_log=False,
         proxy_headers=False,  # as in production (server.py): TRUSTED_PROXIES decides
+        # Longer than any test client keeps an idle connection (httpx: 5 s). With Uvicorn's own
+        # 5 s, a busy shared event loop can close a connection in the turn a client reuses it,
+        # and that request fails with a ReadError.
+        timeout_keep_alive=60,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
