@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
@@ -371,12 +372,15 @@ def test_the_command_line_migrates_every_database_and_moves_a_shard(
         monkeypatch.setenv("DATABASE_URL", own.render_as_string(hide_password=False))
         monkeypatch.setenv("SHARD_DATABASES", other.database or "")
         get_settings.cache_clear()
+        head = ScriptDirectory.from_config(
+            alembic_config(script_location=SCRIPT_LOCATION, database_url=own)
+        ).get_current_head()
         try:
             assert main(["migrate"]) == 0
             capsys.readouterr()  # the migration log
             for url in (own, other):
                 version = asyncio.run(_scalar(url, "SELECT version_num FROM alembic_version"))
-                assert version == "0003"
+                assert version == head
             assert main(["shards"]) == 0
             printed = [line for line in capsys.readouterr().out.splitlines() if line[0] != "{"]
             assert printed == [

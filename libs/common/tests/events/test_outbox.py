@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, MetaData, select, text, update
+from sqlalchemy import Connection, MetaData, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from terrascale.common.db import NAMING_CONVENTION
@@ -25,12 +25,8 @@ from terrascale.common.events import (
     record_event,
     record_events,
 )
-from terrascale.common.events.outbox import (
-    outbox_event,
-    processed_event,
-    purge_processed,
-    purge_published,
-)
+from terrascale.common.events.outbox import outbox_event, processed_event
+from terrascale.common.events.relay import PURGE_BATCH
 from terrascale.common.events.settings import EventSettings
 
 from .harness import position_of, record_all, user_event, wait_until
@@ -258,37 +254,54 @@ async def test_relay_survives_a_failing_bus_and_keeps_the_rows(
     await drain(OutboxRelay(engine, redis_bus))
 
 
-async def test_purges_forget_old_published_rows_and_inbox_entries(
+async def test_relay_purges_old_published_rows_and_inbox_entries_past_their_retention(
     redis_bus: EventBus,
     engine: AsyncEngine,
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     old, fresh = user_event(1, 0), user_event(1, 1)
     await record_all(session_factory, [old, fresh])
-    await drain(OutboxRelay(engine, redis_bus))
+    relay = OutboxRelay(
+        engine, redis_bus, keep_published=timedelta(hours=1), keep_processed=timedelta(hours=12)
+    )
+    await drain(relay)
     group = f"purge-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    two_days_ago = now - timedelta(days=2)
+    # More expired entries than one purge batch deletes: one round still clears them all.
+    expired = [uuid.uuid4() for _ in range(2 * PURGE_BATCH + 500)]
+    within_retention = uuid.uuid4()  # older than keep_published, younger than keep_processed
     async with session_factory() as session, session.begin():
-        await mark_processed_once(session, group=group, event_id=old.id)
-        await mark_processed_once(session, group=group, event_id=fresh.id)
-        a_day_ago = datetime.now(UTC) - timedelta(days=1)
         await session.execute(
-            update(outbox_event).where(outbox_event.c.id == old.id).values(published_at=a_day_ago)
+            insert(processed_event),
+            [
+                {"consumer_group": group, "event_id": event_id, "processed_at": two_days_ago}
+                for event_id in expired
+            ]
+            + [
+                {
+                    "consumer_group": group,
+                    "event_id": within_retention,
+                    "processed_at": now - timedelta(hours=6),
+                },
+                {"consumer_group": group, "event_id": fresh.id, "processed_at": now},
+            ],
         )
         await session.execute(
-            update(processed_event)
-            .where(processed_event.c.event_id == old.id)
-            .values(processed_at=a_day_ago)
+            update(outbox_event)
+            .where(outbox_event.c.id == old.id)
+            .values(published_at=two_days_ago)
         )
-    cutoff = datetime.now(UTC) - timedelta(hours=1)
-    async with session_factory() as session, session.begin():
-        assert await purge_published(session, before=cutoff) >= 1
-        assert await purge_processed(session, before=cutoff) >= 1
+
+    async with engine.connect() as connection:
+        assert await relay.purge(connection) == (1, len(expired))
+
     assert set(await published_at(session_factory, [old.id, fresh.id])) == {fresh.id}
     async with session_factory() as session:
         left = await session.scalars(
             select(processed_event.c.event_id).where(processed_event.c.consumer_group == group)
         )
-        assert set(left) == {fresh.id}
+        assert set(left) == {within_retention, fresh.id}
 
 
 async def test_inbox_says_yes_once_even_to_concurrent_duplicates(

@@ -12,8 +12,10 @@ from terrascale.common.events.consumer import ConsumerRunner, Handler, idempoten
 from terrascale.common.events.envelope import Envelope
 from terrascale.common.events.nats_jetstream import NatsJetStreamBus
 from terrascale.common.events.outbox import (
+    add_inbox_age_index,
     create_outbox_tables,
     define_outbox_tables,
+    drop_inbox_age_index,
     drop_outbox_tables,
     mark_processed_once,
     record_event,
@@ -58,11 +60,13 @@ __all__ = [
     "RedisStreamsBus",
     "UserCreated",
     "UserUpdated",
+    "add_inbox_age_index",
     "category_of",
     "connect_bus",
     "create_event_redis",
     "create_outbox_tables",
     "define_outbox_tables",
+    "drop_inbox_age_index",
     "drop_outbox_tables",
     "events_settled",
     "idempotent_handler",

@@ -5,9 +5,10 @@ the event exists exactly when the change does; the relay publishes it later. A c
 operation is not idempotent by nature calls ``mark_processed_once`` in its handler's transaction.
 
 The tables are defined twice on purpose: ``define_outbox_tables`` puts them on a service's
-MetaData (so Alembic autogenerate sees them), ``create_outbox_tables`` is the frozen first
-version for migrations, which must not change when this library does. A test checks that the two
-agree. The statements below use lightweight table clauses, so they need neither.
+MetaData (so Alembic autogenerate sees them); ``create_outbox_tables`` (version 1) and
+``add_inbox_age_index`` (version 2) are frozen for migrations, which must not change when this
+library does. A test checks that the two agree. The statements below use lightweight table
+clauses, so they need neither.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from terrascale.common.events.envelope import Envelope
 OUTBOX_TABLE = "outbox_event"
 INBOX_TABLE = "processed_event"
 UNPUBLISHED_INDEX = "ix_outbox_event_unpublished"
+INBOX_AGE_INDEX = "ix_processed_event_processed_at"
 UNPUBLISHED = text("published_at IS NULL")
 
 outbox_event = table(
@@ -99,6 +101,7 @@ def define_outbox_tables(metadata: MetaData) -> OutboxTables:
         Column("consumer_group", Text, primary_key=True),
         Column("event_id", Uuid, primary_key=True),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index(INBOX_AGE_INDEX, "processed_at"),
     )
     return OutboxTables(outbox, inbox)
 
@@ -144,6 +147,15 @@ def create_outbox_tables(op: MigrationOperations) -> None:
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("consumer_group", "event_id", name="pk_processed_event"),
     )
+
+
+def add_inbox_age_index(op: MigrationOperations) -> None:
+    """Version 2: the inbox purge finds its oldest entries without reading the whole table."""
+    op.create_index(INBOX_AGE_INDEX, INBOX_TABLE, ["processed_at"])
+
+
+def drop_inbox_age_index(op: MigrationOperations) -> None:
+    op.drop_index(INBOX_AGE_INDEX, table_name=INBOX_TABLE)
 
 
 def drop_outbox_tables(op: MigrationOperations) -> None:
@@ -209,10 +221,12 @@ async def purge_published(
 async def purge_processed(
     session: AsyncSession | AsyncConnection, *, before: datetime, limit: int = 1000
 ) -> int:
-    """Forget inbox entries older than ``before``: keep them longer than any redelivery."""
+    """Forget up to ``limit`` of the inbox entries made before ``before``; returns how many.
+    Keep entries longer than any redelivery can come late."""
     oldest = (
         select(processed_event.c.consumer_group, processed_event.c.event_id)
         .where(processed_event.c.processed_at < before)
+        .order_by(processed_event.c.processed_at)
         .limit(limit)
     )
     result = await session.execute(

@@ -25,7 +25,12 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from terrascale.common.events.envelope import Envelope, trace_context, traceparent_of
-from terrascale.common.events.outbox import UNPUBLISHED, outbox_event, purge_published
+from terrascale.common.events.outbox import (
+    UNPUBLISHED,
+    outbox_event,
+    purge_processed,
+    purge_published,
+)
 from terrascale.common.events.settings import EventSettings
 from terrascale.common.events.waiting import raise_if_cancelled, wait_event
 from terrascale.common.logging import get_logger
@@ -40,6 +45,9 @@ logger = get_logger(__name__)
 RELAY_LOCK_KEY = 0x7E_55_0B_0C  # one relay per database; advisory locks are per database
 ERROR_BACKOFF_SECONDS = 1.0
 PURGE_EVERY_SECONDS = 60.0
+PURGE_BATCH = 1000
+# Bounds one round's pause in publishing; a longer backlog is cleared over the next rounds.
+PURGE_MAX_BATCHES = 100
 SAMPLE_BACKLOG_EVERY_SECONDS = 5.0
 
 
@@ -57,6 +65,7 @@ class OutboxRelay:
         poll_seconds: float = 0.05,
         standby_seconds: float = 1.0,
         keep_published: timedelta = timedelta(hours=1),
+        keep_processed: timedelta = timedelta(days=7),
         lock_key: int = RELAY_LOCK_KEY,
         tracer: Tracer | None = None,
     ) -> None:
@@ -66,6 +75,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.standby_seconds = standby_seconds
         self.keep_published = keep_published
+        self.keep_processed = keep_processed
         self.lock_key = lock_key
         self.tracer = tracer
         self.is_leader = False
@@ -87,6 +97,7 @@ class OutboxRelay:
             bus,
             batch_size=settings.event_relay_batch_size,
             poll_seconds=settings.event_relay_poll_seconds,
+            keep_processed=timedelta(hours=settings.event_inbox_retention_hours),
             tracer=tracer,
         )
 
@@ -194,7 +205,7 @@ class OutboxRelay:
                 if time.monotonic() - self._last_sample > SAMPLE_BACKLOG_EVERY_SECONDS:
                     await self.sample_backlog(connection)
                 if time.monotonic() - self._last_purge > PURGE_EVERY_SECONDS:
-                    await self._purge(connection)
+                    await self.purge(connection)
                 if published < self.batch_size:
                     await wait_event(stop, self.poll_seconds)
         finally:
@@ -222,10 +233,26 @@ class OutboxRelay:
             await connection.invalidate()
             raise
 
-    async def _purge(self, connection: AsyncConnection) -> None:
+    async def purge(self, connection: AsyncConnection) -> tuple[int, int]:
+        """Delete published outbox rows older than ``keep_published`` and inbox entries older
+        than ``keep_processed`` (one database holds both), a short transaction per batch;
+        returns how many of each."""
         self._last_purge = time.monotonic()
-        cutoff = datetime.now(UTC) - self.keep_published
-        async with connection.begin():
-            purged = await purge_published(connection, before=cutoff)
-        if purged:
-            logger.info("outbox rows purged", count=purged)
+        now = datetime.now(UTC)
+        counts: list[int] = []
+        for purge_batch, cutoff in (
+            (purge_published, now - self.keep_published),
+            (purge_processed, now - self.keep_processed),
+        ):
+            total = 0
+            for _ in range(PURGE_MAX_BATCHES):
+                async with connection.begin():
+                    purged = await purge_batch(connection, before=cutoff, limit=PURGE_BATCH)
+                total += purged
+                if purged < PURGE_BATCH:
+                    break
+            counts.append(total)
+        published, processed = counts
+        if published or processed:
+            logger.info("outbox and inbox purged", outbox_rows=published, inbox_entries=processed)
+        return published, processed
