@@ -7,7 +7,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -15,9 +15,9 @@ from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from terrascale.common.events import Envelope, EventSettings, UserCreated
@@ -37,7 +37,8 @@ from terrascale.posts.app import create_app
 from terrascale.posts.cli import SCRIPT_LOCATION, main
 from terrascale.posts.config import PostSettings, get_settings
 from terrascale.posts.consumer import user_projection_handler
-from terrascale.posts.models import SHARDED_TABLES, Post
+from terrascale.posts.models import SHARDED_TABLES, Post, PostIdempotencyKey
+from terrascale.posts.repository import PostRepository
 
 DATABASES = 4
 Headers = dict[str, str]
@@ -310,6 +311,53 @@ async def test_a_shard_moves_while_posts_are_written_and_nothing_is_lost(
 
     after = await sharded_client.post("/posts", json={"text": "later"}, headers=auth(movers[0]))
     assert await databases_holding(engines, int(after.json()["id"])) == [2]
+
+
+async def test_the_key_purge_waits_at_a_moves_fence_and_leaves_the_shard_to_its_new_owner(
+    sharded_client: AsyncClient, engines: list[AsyncEngine], auth: Callable[[int], Headers]
+) -> None:
+    moving, staying = 44, 45  # both on database 0
+    authors = {shard: author_on(shard) for shard in (moving, staying)}
+    for author in authors.values():
+        headers = {**auth(author), "Idempotency-Key": "expired"}
+        response = await sharded_client.post("/posts", json={"text": "k"}, headers=headers)
+        assert response.status_code == 201
+    async with engines[0].begin() as connection:
+        await connection.execute(
+            update(PostIdempotencyKey)
+            .where(PostIdempotencyKey.author_id.in_(authors.values()))
+            .values(created_at=func.now() - timedelta(days=2))
+        )
+
+    async def purge() -> int:
+        async with async_sessionmaker(engines[0]).begin() as session:
+            return await PostRepository(session).purge_idempotency_keys(
+                before=datetime.now(UTC) - timedelta(days=1)
+            )
+
+    # What move_shard does at its fence and switch, held open here to purge meanwhile.
+    async with engines[0].connect() as fence:
+        await fence.begin()
+        epoch = await fence.scalar(
+            select(OWNERSHIP.c.epoch).where(OWNERSHIP.c.shard == moving).with_for_update()
+        )
+        assert epoch is not None
+        purging = asyncio.create_task(purge())
+        await asyncio.sleep(0.3)
+        assert not purging.done()  # it waits, as a writer of the shard does
+        async with engines[1].begin() as target:
+            await target.execute(insert(OWNERSHIP).values(shard=moving, epoch=epoch + 1))
+        await fence.execute(delete(OWNERSHIP).where(OWNERSHIP.c.shard == moving))
+        await fence.commit()
+
+    assert await purging == 1
+    async with engines[0].connect() as connection:
+        left = await connection.scalars(
+            select(PostIdempotencyKey.author_id).where(
+                PostIdempotencyKey.author_id.in_(authors.values())
+            )
+        )
+        assert list(left) == [authors[moving]]  # the move's clean-up deletes it with the shard
 
 
 async def test_moving_a_shard_where_it_already_is_is_refused(engines: list[AsyncEngine]) -> None:

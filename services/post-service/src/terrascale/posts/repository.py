@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, literal_column, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrascale.common.events import Envelope, EventData, record_event
+from terrascale.common.sharding import OWNERSHIP, logical_shard_sql
 from terrascale.posts.config import PostSettings
 from terrascale.posts.models import KnownUser, Post, PostIdempotencyKey
 
@@ -57,9 +58,20 @@ class PostRepository:
         return None if row is None else (row[0], row[1])
 
     async def purge_idempotency_keys(self, *, before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` keys made before ``before``, of the shards this database owns.
+        Share-locking their ownership rows is the writers' fence: a shard under a move is
+        waited for and then left to its new owner, so the move's checksums never see a purge."""
+        owned = (
+            await self.session.scalars(
+                select(OWNERSHIP.c.shard).order_by(OWNERSHIP.c.shard).with_for_update(read=True)
+            )
+        ).all()
         oldest = (
             select(PostIdempotencyKey.author_id, PostIdempotencyKey.key)
-            .where(PostIdempotencyKey.created_at < before)
+            .where(
+                PostIdempotencyKey.created_at < before,
+                literal_column(logical_shard_sql("author_id")).in_(owned),
+            )
             .limit(limit)
         )
         result = await self.session.execute(
