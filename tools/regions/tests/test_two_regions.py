@@ -122,6 +122,22 @@ async def test_a_post_in_one_region_reaches_a_follower_in_the_other(
     assert not await notified(us, ada, "follow")
     assert not await notified(eu, bob, "mention")
 
+    # A delete reaches the other region's timeline and its post cache, which bob's reads above
+    # filled: no cached copy outlives it there.
+    assert (await us.clients["posts"].get(f"/posts/{post_id}")).status_code == httpx.codes.OK
+    deleted = await eu.clients["posts"].delete(f"/posts/{post_id}", headers=regions.auth(ada))
+    assert deleted.status_code == httpx.codes.NO_CONTENT, deleted.text
+
+    async def gone_in_us() -> bool:
+        response = await us.clients["posts"].get(f"/posts/{post_id}")
+        return response.status_code == httpx.codes.NOT_FOUND
+
+    async def out_of_bobs_timeline() -> bool:
+        return post_id not in await home_timeline(regions, us, bob)
+
+    await wait_for(gone_in_us, seconds=REPLICATION_SECONDS, what="ada's delete in us")
+    await wait_for(out_of_bobs_timeline, seconds=REPLICATION_SECONDS, what="the delete in us")
+
 
 async def test_writes_for_a_user_homed_elsewhere_are_refused_and_reads_are_served(
     regions: TwoRegions,

@@ -17,6 +17,7 @@ from terrascale.common.logging import get_logger
 from terrascale.common.sharding import shard_databases, shard_map_refresher
 from terrascale.posts import __version__
 from terrascale.posts import service as post_service
+from terrascale.posts.cache import PostCache
 from terrascale.posts.config import PostSettings, get_settings
 from terrascale.posts.consumer import CATEGORIES, CONSUMER_GROUP, user_projection_handler
 from terrascale.posts.replication import with_replicas, worker_categories
@@ -83,7 +84,9 @@ def create_worker(
                 group=CONSUMER_GROUP,
                 categories=worker_categories(settings, CATEGORIES),
                 handler=lambda app: with_replicas(
-                    user_projection_handler(app.state.session_factory), lambda: app.state.shards
+                    user_projection_handler(app.state.session_factory),
+                    lambda: app.state.shards,
+                    lambda: PostCache(app.state.cache),
                 ),
             )
         ],

@@ -2,7 +2,8 @@
 here (docs/regions.md), so this region's timelines can hydrate a remote author's post and
 replies to it validate. A replica is written on its author's shard, like any post, with the id,
 time and entities the home region gave it, and emits no event: the post was announced in its own
-region already."""
+region already. A replicated delete leaves a tombstone in this region's post cache, as a local
+one does, so no cached copy outlives it."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from terrascale.common.events import (
 from terrascale.common.ids import decode_id
 from terrascale.common.settings import ServiceSettings
 from terrascale.common.sharding import ShardedDatabases
+from terrascale.posts.cache import PostCache
 from terrascale.posts.models import KnownUser, Post
+from terrascale.posts.service import cache_entry
 from terrascale.posts.text import find_urls
 
 CONSUMER_GROUP = "post-service"
@@ -67,27 +70,37 @@ async def _store(
     )
 
 
-async def _delete(session: AsyncSession, deleted: PostDeleted) -> None:
-    await session.execute(
+async def _delete(session: AsyncSession, deleted: PostDeleted) -> Post | None:
+    """The post as deleted, or None if it was already (or is not here)."""
+    result = await session.scalars(
         update(Post)
         .where(Post.id == deleted.post_id, Post.deleted_at.is_(None))
         .values(deleted_at=func.now(), version=Post.version + 1)
+        .returning(Post)
     )
+    return result.one_or_none()
 
 
-async def apply_replicated_post(shards: ShardedDatabases, envelope: Envelope) -> None:
-    """Once per event id: the inbox row commits with the replica, on the author's shard."""
+async def apply_replicated_post(
+    shards: ShardedDatabases, cache: PostCache, envelope: Envelope
+) -> None:
+    """Once per event id: the inbox row commits with the replica, on the author's shard. A
+    delete drops the cached copy before the commit and caches the tombstone after it, as
+    ``service.delete_post`` does."""
     data = envelope.payload()
     if not isinstance(data, PostCreated | PostDeleted):
         return
     mentions = await _mentions(shards, data) if isinstance(data, PostCreated) else []
+    deleted: Post | None = None
     async with shards.writing(data.author_id) as session:
         if not await mark_processed_once(session, group=CONSUMER_GROUP, event_id=envelope.id):
             return
         if isinstance(data, PostCreated):
             await _store(session, data, mentions)
-        else:
-            await _delete(session, data)
+        elif (deleted := await _delete(session, data)) is not None:
+            await cache.delete(deleted.id)
+    if deleted is not None:
+        await cache.store_many({deleted.id: cache_entry(deleted)})
 
 
 def worker_categories(settings: ServiceSettings, categories: tuple[str, ...]) -> tuple[str, ...]:
@@ -97,14 +110,16 @@ def worker_categories(settings: ServiceSettings, categories: tuple[str, ...]) ->
     return (*categories, *REPLICATED_CATEGORIES)
 
 
-def with_replicas(handler: Handler, shards: Callable[[], ShardedDatabases]) -> Handler:
+def with_replicas(
+    handler: Handler, shards: Callable[[], ShardedDatabases], cache: Callable[[], PostCache]
+) -> Handler:
     """``handler``, plus replicated posts applied once each. This region's own post events
     come back to the worker too, and are acknowledged untouched."""
 
     async def handle(envelope: Envelope) -> None:
         if envelope.category in REPLICATED_CATEGORIES:
             if envelope.replicated_from is not None:
-                await apply_replicated_post(shards(), envelope)
+                await apply_replicated_post(shards(), cache(), envelope)
             return
         await handler(envelope)
 
