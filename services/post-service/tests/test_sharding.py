@@ -357,7 +357,7 @@ async def test_the_key_purge_waits_at_a_moves_fence_and_leaves_the_shard_to_its_
                 PostIdempotencyKey.author_id.in_(authors.values())
             )
         )
-        assert list(left) == [authors[moving]]  # the move's clean-up deletes it with the shard
+        assert list(left) == [authors[moving]]  # a move's clean-up would delete it with the shard
 
 
 async def test_moving_a_shard_where_it_already_is_is_refused(engines: list[AsyncEngine]) -> None:

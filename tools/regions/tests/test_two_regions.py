@@ -130,7 +130,7 @@ async def test_a_post_in_one_region_reaches_a_follower_in_the_other(
 
     async def gone_in_us() -> bool:
         response = await us.clients["posts"].get(f"/posts/{post_id}")
-        return response.status_code == httpx.codes.NOT_FOUND
+        return response.status_code == 404
 
     async def out_of_bobs_timeline() -> bool:
         return post_id not in await home_timeline(regions, us, bob)

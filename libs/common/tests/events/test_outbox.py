@@ -268,7 +268,7 @@ async def test_relay_purges_old_published_rows_and_inbox_entries_past_their_rete
     group = f"purge-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
     two_days_ago = now - timedelta(days=2)
-    # More expired entries than one purge batch deletes: one round still clears them all.
+    # More expired entries than one purge batch deletes.
     expired = [uuid.uuid4() for _ in range(2 * PURGE_BATCH + 500)]
     within_retention = uuid.uuid4()  # older than keep_published, younger than keep_processed
     async with session_factory() as session, session.begin():
@@ -293,8 +293,12 @@ async def test_relay_purges_old_published_rows_and_inbox_entries_past_their_rete
             .values(published_at=two_days_ago)
         )
 
+    totals = (0, 0)
     async with engine.connect() as connection:
-        assert await relay.purge(connection) == (1, len(expired))
+        # A round is bounded in time; rounds repeat until one finds nothing left.
+        while (counts := await relay.purge(connection)) != (0, 0):
+            totals = (totals[0] + counts[0], totals[1] + counts[1])
+    assert totals == (1, len(expired))
 
     assert set(await published_at(session_factory, [old.id, fresh.id])) == {fresh.id}
     async with session_factory() as session:

@@ -46,8 +46,9 @@ RELAY_LOCK_KEY = 0x7E_55_0B_0C  # one relay per database; advisory locks are per
 ERROR_BACKOFF_SECONDS = 1.0
 PURGE_EVERY_SECONDS = 60.0
 PURGE_BATCH = 1000
-# Bounds one round's pause in publishing; a longer backlog is cleared over the next rounds.
-PURGE_MAX_BATCHES = 100
+# A round stops after this long: publishing waits at most that, and a longer backlog (say, an
+# inbox never purged before) is cleared over the next rounds.
+PURGE_ROUND_SECONDS = 0.25
 SAMPLE_BACKLOG_EVERY_SECONDS = 5.0
 
 
@@ -238,6 +239,7 @@ class OutboxRelay:
         than ``keep_processed`` (one database holds both), a short transaction per batch;
         returns how many of each."""
         self._last_purge = time.monotonic()
+        deadline = self._last_purge + PURGE_ROUND_SECONDS
         now = datetime.now(UTC)
         counts: list[int] = []
         for purge_batch, cutoff in (
@@ -245,11 +247,11 @@ class OutboxRelay:
             (purge_processed, now - self.keep_processed),
         ):
             total = 0
-            for _ in range(PURGE_MAX_BATCHES):
+            while True:
                 async with connection.begin():
                     purged = await purge_batch(connection, before=cutoff, limit=PURGE_BATCH)
                 total += purged
-                if purged < PURGE_BATCH:
+                if purged < PURGE_BATCH or time.monotonic() > deadline:
                     break
             counts.append(total)
         published, processed = counts

@@ -52,7 +52,7 @@ class EventSettings(BaseSettings):
     event_read_count: Annotated[int, Field(ge=1, le=10_000)] = 16
     event_relay_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 256
     event_relay_poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.05
-    event_inbox_retention_hours: Annotated[float, Field(gt=0)] = Field(
+    event_inbox_retention_hours: Annotated[float, Field(ge=1, le=24 * 365)] = Field(
         default=7 * 24,
         description="How long a consumer remembers an event it applied. A copy delivered later "
         "is applied again: keep it above the longest redelivery or region outage to ride out.",
