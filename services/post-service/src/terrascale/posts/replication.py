@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,7 @@ from terrascale.common.settings import ServiceSettings
 from terrascale.common.sharding import ShardedDatabases
 from terrascale.posts.cache import PostCache
 from terrascale.posts.models import KnownUser, Post
+from terrascale.posts.repository import PostRepository
 from terrascale.posts.service import cache_entry
 from terrascale.posts.text import find_urls
 
@@ -70,17 +71,6 @@ async def _store(
     )
 
 
-async def _delete(session: AsyncSession, deleted: PostDeleted) -> Post | None:
-    """The post as deleted, or None if it was already (or is not here)."""
-    result = await session.scalars(
-        update(Post)
-        .where(Post.id == deleted.post_id, Post.deleted_at.is_(None))
-        .values(deleted_at=func.now(), version=Post.version + 1)
-        .returning(Post)
-    )
-    return result.one_or_none()
-
-
 async def apply_replicated_post(
     shards: ShardedDatabases, cache: PostCache, envelope: Envelope
 ) -> None:
@@ -97,8 +87,12 @@ async def apply_replicated_post(
             return
         if isinstance(data, PostCreated):
             await _store(session, data, mentions)
-        elif (deleted := await _delete(session, data)) is not None:
-            await cache.delete(deleted.id)
+        else:
+            deleted = await PostRepository(session).soft_delete(
+                post_id=data.post_id, author_id=data.author_id
+            )
+            if deleted is not None:
+                await cache.delete(deleted.id)
     if deleted is not None:
         await cache.store_many({deleted.id: cache_entry(deleted)})
 
